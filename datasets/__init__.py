@@ -1,0 +1,1 @@
+"""Datasets in CoOp's on-disk layout. Importing this package registers them in DATASET_REGISTRY."""
