@@ -173,9 +173,13 @@ def listdir_nohidden(path: str, sort: bool = False) -> list[str]:
 
 def get_most_similar_str_to_a_from_b(a: str, b: Sequence[str]) -> str | None:
     """Return the string of ``b`` most similar to ``a`` (difflib ratio); None if ``b`` is empty."""
-    best, best_score = None, -1.0
+    best, best_score = None, (-1.0, -1.0)
     for candidate in b:
-        score = difflib.SequenceMatcher(None, a, candidate).ratio()
+        # case-insensitive similarity first ("Coop" -> "CoOp"), exact-case ratio breaks ties
+        score = (
+            difflib.SequenceMatcher(None, a.lower(), candidate.lower()).ratio(),
+            difflib.SequenceMatcher(None, a, candidate).ratio(),
+        )
         if score > best_score:
             best, best_score = candidate, score
     return best

@@ -192,7 +192,7 @@ def _is_weights_only_refusal(exc: BaseException) -> bool:
     return isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc)
 
 
-def load_checkpoint(fpath: str | None, legacy: bool | Literal["auto"] = False) -> Any:
+def load_checkpoint(fpath: str | None, legacy: bool | Literal["auto"] = "auto") -> Any:
     """Load a checkpoint onto the CPU.
 
     Args:

@@ -184,9 +184,7 @@ class DatasetBase:
     def is_input_domain_valid(self, input_domains: Sequence[str]) -> None:
         for domain in input_domains:
             if domain not in self.domains:
-                raise ValueError(
-                    f"Input domain must belong to {self.domains}, but got [{domain}]"
-                )
+                raise ValueError(f"Input domain must belong to {self.domains}, but got [{domain}]")
 
     def download_data(self, url: str, dst: str, from_gdrive: bool = True) -> None:
         """Download an archive to ``dst`` and extract it next to it (gdown only for Drive)."""

@@ -1,0 +1,320 @@
+"""Load CLIP checkpoints by name or path, tokenize text, download and verify official weights.
+
+Upstream API: ``load``, ``tokenize``, ``available_models``, ``_MODELS``, ``_download``.
+
+Checkpoint formats accepted by :func:`load`:
+
+* OpenAI's official ``.pt`` files, which are TorchScript archives. Note that ``torch.jit.load``
+  of an archive runs the TorchScript code inside it: only load archives you trust. With
+  ``jit=False`` (the default) only the archive's ``state_dict()`` is used.
+* plain state dicts saved with ``torch.save`` (read with ``weights_only=True``, no code runs);
+  this is the preferred format, used for the shipped toy models;
+* ``.safetensors`` files holding the same tensors.
+
+Official weights are cached in ``download_root``, else ``$CLIP_CACHE``, else ``~/.cache/clip``,
+and verified against the SHA256 embedded in their URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.transforms import (
+    CenterCrop,
+    Compose,
+    InterpolationMode,
+    Normalize,
+    Resize,
+    ToTensor,
+)
+
+from clip.model import StateDictError, build_model
+from clip.simple_tokenizer import SimpleTokenizer
+
+__all__ = ["available_models", "load", "tokenize"]
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+WEIGHTS_DIR = os.path.join(_PACKAGE_DIR, "weights")
+
+_MODELS: dict[str, str] = {
+    "RN50": "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": "https://openaipublic.azureedge.net/clip/models/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": "https://openaipublic.azureedge.net/clip/models/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
+    "RN50x16": "https://openaipublic.azureedge.net/clip/models/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
+    "RN50x64": "https://openaipublic.azureedge.net/clip/models/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
+    "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+    # Tiny models pretrained by tools/pretrain_toy_clip.py and shipped in clip/weights/.
+    "toy-teacher": os.path.join(WEIGHTS_DIR, "toy-teacher.pt"),
+    "toy-student": os.path.join(WEIGHTS_DIR, "toy-student.pt"),
+}
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_CHUNK = 1 << 16
+
+_tokenizer: SimpleTokenizer | None = None
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load` (the 9 official models and the shipped toy models)."""
+    return list(_MODELS)
+
+
+def default_cache_dir() -> str:
+    """``$CLIP_CACHE`` if set, else ``~/.cache/clip``."""
+    return os.environ.get("CLIP_CACHE") or os.path.expanduser("~/.cache/clip")
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_url(url: str) -> bool:
+    return "://" in url
+
+
+def _expected_sha256(url: str) -> str | None:
+    parts = url.rstrip("/").split("/")
+    candidate = parts[-2] if len(parts) >= 2 else ""
+    if len(candidate) == 64 and all(c in "0123456789abcdef" for c in candidate.lower()):
+        return candidate.lower()
+    return None
+
+
+def _download(url: str, root: str | None = None) -> str:
+    """Return a local path for ``url``, downloading into ``root`` and verifying the SHA256.
+
+    A local file path is returned as is. For a URL whose second-to-last component is a SHA256
+    (OpenAI's layout) an existing file with that hash is reused without network access; a file
+    with another hash is reported and downloaded again. The download goes to a temporary file
+    that is renamed only after the size and hash check, so no bad file is left at the final path.
+    """
+    if not _is_url(url):
+        if os.path.isfile(url):
+            return url
+        hint = ""
+        if os.path.abspath(url).startswith(WEIGHTS_DIR):
+            hint = "; create the shipped toy models with `python tools/pretrain_toy_clip.py`"
+        raise RuntimeError(f"model file {url} does not exist{hint}")
+
+    root = root or default_cache_dir()
+    os.makedirs(root, exist_ok=True)
+    filename = os.path.basename(url.rstrip("/"))
+    expected = _expected_sha256(url)
+    target = os.path.join(root, filename)
+
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise RuntimeError(f"{target} exists and is not a regular file")
+    if os.path.isfile(target):
+        if expected is None:
+            return target
+        actual = _sha256(target)
+        if actual == expected:
+            return target
+        logger.warning(
+            "%s exists, but its SHA256 %s does not match the expected %s; downloading it again",
+            target,
+            actual,
+            expected,
+        )
+
+    logger.info("Downloading %s to %s", url, target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=root)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as source:
+            length = source.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            while True:
+                chunk = source.read(_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+        if total is not None and received != total:
+            raise RuntimeError(
+                f"download of {url} was interrupted: received {received} of {total} bytes; "
+                "nothing was written to the cache, try again"
+            )
+        if expected is None:
+            logger.warning("%s has no SHA256 in its URL; the download was not verified", url)
+        elif digest.hexdigest() != expected:
+            raise RuntimeError(
+                f"model file downloaded from {url} has SHA256 {digest.hexdigest()}, expected "
+                f"{expected}; the file was discarded"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def _convert_image_to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+def _transform(n_px: int) -> Compose:
+    """CLIP's test-time preprocessing: bicubic resize, center crop, RGB, tensor, CLIP mean/std."""
+    return Compose(
+        [
+            Resize(n_px, interpolation=InterpolationMode.BICUBIC),
+            CenterCrop(n_px),
+            _convert_image_to_rgb,
+            ToTensor(),
+            Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
+def _is_torchscript(path: str) -> bool:
+    """TorchScript archives are zip files with a ``constants.pkl``/``code/`` entry."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _describe_wrong_kind(obj: Any, path: str) -> str:
+    if isinstance(obj, Mapping):
+        keys = sorted(str(k) for k in obj)[:10]
+        if "state_dict" in obj:
+            return (
+                f"{path} looks like a training checkpoint (keys {keys}), not an OpenAI CLIP "
+                "checkpoint; pass a CLIP model file (e.g. a name from clip.available_models()), "
+                "and load prompt-learner checkpoints with the trainer's load_model"
+            )
+        return f"{path} is not an OpenAI CLIP state dict (first keys {keys})"
+    return f"{path} holds a {type(obj).__name__}, expected an OpenAI CLIP state dict"
+
+
+def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], torch.jit.ScriptModule | None]:
+    """Read a CLIP checkpoint file: ``(state_dict, jit_module_or_None)``.
+
+    Raises RuntimeError naming ``path`` for truncated/corrupt files and for files of another kind.
+    """
+    if not os.path.isfile(path):
+        raise RuntimeError(f"checkpoint {path} does not exist")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path), None
+        if _is_torchscript(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+                module = torch.jit.load(path, map_location="cpu").eval()
+            return dict(module.state_dict()), module
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise RuntimeError(
+            f"cannot read {path}: {err}. The file is truncated, corrupt or not a PyTorch/"
+            "safetensors checkpoint; delete it and download or export it again"
+        ) from err
+    except Exception as err:  # weights_only refusals surface as pickle errors
+        raise RuntimeError(
+            f"cannot read {path} safely as a state dict ({type(err).__name__}: {err}); "
+            "expected an OpenAI CLIP checkpoint (TorchScript archive or plain state dict)"
+        ) from err
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise RuntimeError(_describe_wrong_kind(obj, path))
+    return dict(obj), None
+
+
+def load(
+    name: str,
+    device: str | torch.device = "cpu",
+    jit: bool = False,
+    download_root: str | None = None,
+    design_details: Mapping[str, Any] | None = None,
+) -> tuple[torch.nn.Module, Compose]:
+    """Load a CLIP model by name (see :func:`available_models`) or path: ``(model, preprocess)``.
+
+    With ``jit=False`` the model is rebuilt from the checkpoint's state dict (with
+    ``design_details`` deep prompts if given); on CPU it is converted to fp32, elsewhere it keeps
+    OpenAI's fp16 weights. ``jit=True`` returns the TorchScript archive itself, in its saved dtype
+    (trusted files only; no deep prompts possible).
+    """
+    if name in _MODELS:
+        model_path = _download(_MODELS[name], download_root)
+    elif os.path.isfile(name):
+        model_path = name
+    else:
+        raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
+
+    state_dict, jit_module = read_state_dict(model_path)
+    if jit:
+        if design_details is not None:
+            raise ValueError("jit=True cannot add deep prompts; use jit=False with design_details")
+        if jit_module is None:
+            logger.warning("%s is not a TorchScript archive; loading it with jit=False", model_path)
+        else:
+            # A traced graph bakes in its dtype casts, so the archive keeps its saved dtype.
+            jit_module = jit_module.to(device)
+            res = int(jit_module.input_resolution.item())
+            return jit_module, _transform(res)
+
+    try:
+        model = build_model(state_dict, design_details)
+    except StateDictError as err:
+        raise RuntimeError(f"{model_path}: {err}") from err
+    model = model.to(device)
+    if str(device) == "cpu":
+        model.float()
+    return model, _transform(model.visual.input_resolution)
+
+
+def _get_tokenizer() -> SimpleTokenizer:
+    global _tokenizer
+    if _tokenizer is None:
+        _tokenizer = SimpleTokenizer()
+    return _tokenizer
+
+
+def tokenize(
+    texts: str | list[str], context_length: int = 77, truncate: bool = False
+) -> torch.LongTensor:
+    """Token ids ``[len(texts), context_length]``: SOT, the text's BPE ids, EOT, zero padding.
+
+    A text longer than the context raises RuntimeError naming it, unless ``truncate`` is set;
+    then it is cut and the last token is EOT.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    tok = _get_tokenizer()
+    result = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [tok.sot_token, *tok.encode(text), tok.eot_token]
+        if len(ids) > context_length:
+            if not truncate:
+                raise RuntimeError(
+                    f"Input {text!r} is too long for context length {context_length} "
+                    f"({len(ids)} tokens with SOT/EOT); shorten it or pass truncate=True"
+                )
+            ids = ids[:context_length]
+            ids[-1] = tok.eot_token
+        result[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return result

@@ -1,0 +1,630 @@
+"""Trainer life cycle with upstream Dassl's public methods (spec section 2).
+
+``TrainerBase`` keeps the model registry and the train loop; the details live in small helpers:
+:mod:`.precision` (fp32/fp16/amp/bf16 backward and step), :mod:`.checkpointer` (save, resume
+with RNG state, load), :mod:`.metric_writer` (TensorBoard + metrics.jsonl) and
+:mod:`.distributed` (ranks, gathering). Upstream trainer files (CoOp style) subclass
+``TrainerX`` unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.utils import AverageMeter, MetricMeter, mkdir_if_missing, tolist_if_not
+from dassl.utils.logger import get_logger
+
+from . import checkpointer
+from . import distributed as dist_utils
+from .metric_writer import MetricWriter
+from .precision import Precision
+
+__all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
+
+logger = get_logger(__name__)
+
+
+class SimpleNet(nn.Module):
+    """A backbone followed by a linear classifier (upstream's default model, minimal form).
+
+    No backbone zoo is shipped (prompt trainers never use one), so the backbone module and its
+    output dimension are passed in explicitly.
+    """
+
+    def __init__(
+        self,
+        cfg: Any = None,
+        model_cfg: Any = None,
+        num_classes: int = 0,
+        backbone: nn.Module | None = None,
+        fdim: int | None = None,
+    ):
+        super().__init__()
+        if backbone is None or fdim is None:
+            raise NotImplementedError(
+                "SimpleNet needs an explicit backbone module and its feature size (fdim): this "
+                "package ships no backbone registry. Override build_model() in your trainer."
+            )
+        self.backbone = backbone
+        self._fdim = fdim
+        self.classifier = nn.Linear(fdim, num_classes) if num_classes > 0 else None
+
+    @property
+    def fdim(self) -> int:
+        return self._fdim
+
+    def forward(self, x: torch.Tensor, return_feature: bool = False) -> Any:
+        f = self.backbone(x)
+        if self.classifier is None:
+            return f
+        y = self.classifier(f)
+        return (y, f) if return_feature else y
+
+
+class TrainerBase:
+    """Model registry, optimisation helpers and the epoch loop shared by all trainers."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict[str, Any] = OrderedDict()
+        self._scheds: OrderedDict[str, Any] = OrderedDict()
+        self._writer: MetricWriter | None = None
+        self._ddp_param_ids: set[int] = set()
+        self.precision = Precision.from_name("fp32", "cpu")
+        self.best_result = -float("inf")
+
+    # ---------------------------------------------------------------- model registry
+
+    def register_model(
+        self,
+        name: str = "model",
+        model: nn.Module | None = None,
+        optim: Any = None,
+        sched: Any = None,
+    ) -> None:
+        """Register a module with its optimizer and scheduler (saved, resumed, stepped)."""
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot assign model before super().__init__() call")
+        if self.__dict__.get("_optims") is None:
+            raise AttributeError("Cannot assign optim before super().__init__() call")
+        if self.__dict__.get("_scheds") is None:
+            raise AttributeError("Cannot assign sched before super().__init__() call")
+        if name in self._models:
+            raise KeyError(f'Model "{name}" is already registered; use a different name')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            self._ddp_param_ids.update(id(p) for p in model.parameters())
+
+    def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
+        """All registered names, or the validated subset ``names`` (a str is accepted)."""
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        names = tolist_if_not(names)
+        for name in names:
+            if name not in names_real:
+                raise KeyError(f'Model "{name}" is not registered; registered: {names_real}')
+        return names
+
+    def wrap_ddp(self, module: nn.Module) -> nn.Module:
+        """``DistributedDataParallel(module)`` when running distributed, else ``module``."""
+        if dist_utils.get_world_size() <= 1:
+            return module
+        device_ids = None
+        if next(module.parameters()).device.type == "cuda":
+            device_ids = [torch.cuda.current_device()]
+        wrapped = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        self._ddp_param_ids.update(id(p) for p in module.parameters())
+        return wrapped
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _generators(self) -> dict[str, torch.Generator | None]:
+        dm = getattr(self, "dm", None)
+        return {
+            "train_x": getattr(dm, "train_generator", None),
+            "train_u": getattr(dm, "train_generator_u", None),
+        }
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: float | None = None,
+        model_name: str = "",
+    ) -> None:
+        """Save every registered model (main process only); ``epoch`` is 0-based."""
+        if not dist_utils.is_main_process():
+            return
+        extra = {
+            "rng_state": checkpointer.capture_rng_state(self._generators()),
+            "precision": self.precision.state_dict(),
+            "best_result": self.best_result,
+        }
+        checkpointer.save_models(
+            self._models,
+            self._optims,
+            self._scheds,
+            epoch,
+            directory,
+            is_best=is_best,
+            val_result=val_result,
+            model_name=model_name,
+            extra=extra,
+        )
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume every registered model from ``directory``; return the epoch to start from."""
+        start_epoch, extra = checkpointer.resume_models(
+            directory, self._models, self._optims, self._scheds
+        )
+        if extra:
+            checkpointer.restore_rng_state(extra.get("rng_state"), self._generators())
+            self.precision.load_state_dict(extra.get("precision"))
+            if extra.get("best_result") is not None:
+                self.best_result = float(extra["best_result"])
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into every model."""
+        if not directory:
+            logger.info("Note that load_model() is skipped as no pretrained model is given")
+            return
+        checkpointer.load_models(directory, self._models, epoch)
+
+    # ---------------------------------------------------------------- modes and optimisation
+
+    def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
+        """train()/eval() the *registered* modules only (frozen encoders keep their mode, P12)."""
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise KeyError(f'Unknown mode "{mode}"; use "train", "test" or "eval"')
+
+    def update_lr(self, names: str | list[str] | None = None) -> None:
+        """Step every registered scheduler once (trainers call it once per epoch)."""
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError("Loss is infinite or NaN!")
+
+    def _optimizers(self, names: str | list[str] | None) -> list[Any]:
+        return [self._optims[n] for n in self.get_model_names(names) if self._optims[n] is not None]
+
+    def model_zero_grad(self, names: str | list[str] | None = None) -> None:
+        for optim in self._optimizers(names):
+            optim.zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        self.precision.backward(loss, self._optimizers(None))
+
+    def sync_gradients(self, names: str | list[str] | None = None) -> None:
+        """Average over ranks the gradients that no DDP wrapper averaged (upstream trainers)."""
+        if dist_utils.get_world_size() <= 1:
+            return
+        seen: set[int] = set()
+        for name in self.get_model_names(names):
+            model = self._models[name]
+            if model is None:
+                continue
+            for p in model.parameters():
+                if id(p) in seen or id(p) in self._ddp_param_ids or not p.requires_grad:
+                    continue
+                seen.add(id(p))
+                if p.grad is None:
+                    # every rank must join every all-reduce: a missing grad counts as zero
+                    p.grad = torch.zeros_like(p)
+                dist_utils.all_reduce_mean_(p.grad)
+
+    def model_update(self, names: str | list[str] | None = None) -> None:
+        self.sync_gradients(names)
+        self.precision.step(self._optimizers(names))
+
+    def model_backward_and_update(
+        self, loss: torch.Tensor, names: str | list[str] | None = None
+    ) -> None:
+        """zero_grad, finite-loss check, (scaled) backward, gradient sync, step."""
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        optims = self._optimizers(names)
+        self.precision.backward_and_step(
+            loss, optims, before_step=lambda: self.sync_gradients(names)
+        )
+
+    def get_current_lr(self, names: str | list[str] | None = None) -> float:
+        """lr of param group 0 of the first (or first given) registered optimizer."""
+        names = self.get_model_names(names)
+        if not names or self._optims[names[0]] is None:
+            raise RuntimeError("get_current_lr(): no registered model has an optimizer")
+        return self._optims[names[0]].param_groups[0]["lr"]
+
+    # ---------------------------------------------------------------- metrics
+
+    def init_writer(self, log_dir: str) -> None:
+        """Open TensorBoard at ``log_dir`` and ``<OUTPUT_DIR>/metrics.jsonl`` (main process)."""
+        if self._writer is None and dist_utils.is_main_process():
+            logger.info(f"Initialize tensorboard (log_dir={log_dir})")
+            jsonl = None
+            out = getattr(self, "output_dir", None)
+            if out:
+                jsonl = f"{out}/metrics.jsonl"
+            self._writer = MetricWriter(log_dir, jsonl)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, scalar_value: Any, global_step: int | None = None) -> None:
+        """TensorBoard scalar; a silent no-op when no writer is open (e.g. eval-only)."""
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    # ---------------------------------------------------------------- loop
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic loop; the range is evaluated after before_train() (resume sets start_epoch)."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.epoch = epoch
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self, split: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def forward_backward(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def model_inference(self, input: Any) -> Any:
+        raise NotImplementedError
+
+
+class SimpleTrainer(TrainerBase):
+    """Builds device, precision, data, model and evaluator from ``cfg`` (upstream order)."""
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        self.check_cfg(cfg)
+
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            if dist_utils.get_world_size() > 1:
+                self.device = torch.device("cuda", dist_utils.get_local_rank())
+            else:
+                self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+
+        # Save as attributes some frequently used variables
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+
+        self.cfg = cfg
+        self.precision = Precision.from_name(self.get_precision_name(cfg), self.device)
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -float("inf")
+
+    def check_cfg(self, cfg: Any) -> None:
+        """Hook to reject bad configs before anything is built (receives cfg; no self.cfg yet)."""
+        pass
+
+    def get_precision_name(self, cfg: Any) -> str:
+        """``cfg.TRAINER.<NAME>.PREC`` when that key exists, else "fp32"."""
+        name = str(cfg.TRAINER.NAME).upper()
+        node = cfg.TRAINER.get(name) if name else None
+        if node is not None and hasattr(node, "get") and node.get("PREC") is not None:
+            return node.PREC
+        return "fp32"
+
+    def build_data_loader(self) -> None:
+        """Create the DataManager and expose its loaders and dataset metadata."""
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u  # optional, can be None
+        self.val_loader = dm.val_loader  # optional, can be None
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname  # dict {label: classname}
+        self.dm = dm
+
+    def build_model(self) -> None:
+        """Trainers override this: build ``self.model`` and register_model() its parts."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.build_model() is not implemented: build self.model and call "
+            "self.register_model(name, module, optim, sched)"
+        )
+
+    def train(self) -> None:  # type: ignore[override]
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.OUTPUT_DIR
+        if self.cfg.RESUME:
+            directory = self.cfg.RESUME
+        self.start_epoch = self.resume_model_if_exist(directory)
+
+        # Initialize summary writer (TensorBoard + metrics.jsonl), main process only
+        if dist_utils.is_main_process():
+            writer_dir = f"{self.output_dir}/tensorboard"
+            mkdir_if_missing(writer_dir)
+            self.init_writer(writer_dir)
+
+        # Remember the starting time (for computing the elapsed time)
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        logger.info("Finish training")
+
+        do_test = not self.cfg.TEST.NO_TEST
+        if do_test:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                logger.info("Deploy the model with the best val performance")
+                dist_utils.barrier()  # rank 0 has finished writing model-best
+                self.load_model(self.output_dir)
+            else:
+                logger.info("Deploy the last-epoch model")
+            self.test()
+
+        # Show elapsed time
+        elapsed = round(time.time() - self.time_start)
+        elapsed = str(datetime.timedelta(seconds=elapsed))
+        logger.info(f"Elapsed: {elapsed}")
+
+        self.close_writer()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_test = not self.cfg.TEST.NO_TEST
+        meet_checkpoint_freq = (
+            (self.epoch + 1) % self.cfg.TRAIN.CHECKPOINT_FREQ == 0
+            if self.cfg.TRAIN.CHECKPOINT_FREQ > 0
+            else False
+        )
+
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            is_best = curr_result > self.best_result
+            if is_best:
+                self.best_result = curr_result
+                self.save_model(
+                    self.epoch,
+                    self.output_dir,
+                    val_result=curr_result,
+                    model_name="model-best.pth.tar",
+                )
+
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> Any:
+        """Evaluate on ``split`` ("val" or "test"); returns the first metric (accuracy)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"  # in case val_loader is None
+            data_loader = self.test_loader
+
+        logger.info(f"Evaluate on the *{split}* set")
+
+        bar = tqdm(data_loader, file=sys.stderr, disable=not dist_utils.is_main_process())
+        for batch in bar:
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+
+        if dist_utils.get_world_size() > 1:
+            if not hasattr(self.evaluator, "sync"):
+                raise RuntimeError(
+                    f"{type(self.evaluator).__name__} has no sync(gather_fn): it cannot merge "
+                    "the shards of a distributed evaluation"
+                )
+            self.evaluator.sync(dist_utils.all_gather_object)
+
+        results = self.evaluator.evaluate()
+
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        if self._writer is not None:
+            self._writer.log_test(split, self.epoch + 1, results)
+
+        return list(results.values())[0]
+
+    def model_inference(self, input: Any) -> Any:
+        return self.model(input)
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        return input, label
+
+
+def _set_loader_epoch(loader: Any, epoch: int) -> None:
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+
+
+class _EpochLogger:
+    """Progress line (spec 2.3), per-iteration TensorBoard scalars, per-epoch JSON record."""
+
+    def __init__(self, trainer: TrainerBase, num_batches: int):
+        self.t = trainer
+        self.num_batches = num_batches
+        self.losses = MetricMeter()
+        self.batch_time = AverageMeter()
+        self.data_time = AverageMeter()
+
+    def step(self, batch_idx: int, loss_summary: dict[str, Any] | None) -> None:
+        t = self.t
+        self.losses.update(loss_summary)
+        meet_freq = (batch_idx + 1) % t.cfg.TRAIN.PRINT_FREQ == 0
+        only_few_batches = self.num_batches < t.cfg.TRAIN.PRINT_FREQ
+        if meet_freq or only_few_batches:
+            nb_remain = self.num_batches - batch_idx - 1
+            nb_remain += (t.max_epoch - t.epoch - 1) * self.num_batches
+            eta_seconds = self.batch_time.avg * nb_remain
+            eta = str(datetime.timedelta(seconds=int(eta_seconds)))
+            info = [
+                f"epoch [{t.epoch + 1}/{t.max_epoch}]",
+                f"batch [{batch_idx + 1}/{self.num_batches}]",
+                f"time {self.batch_time.val:.3f} ({self.batch_time.avg:.3f})",
+                f"data {self.data_time.val:.3f} ({self.data_time.avg:.3f})",
+                f"{self.losses}",
+                f"lr {t.get_current_lr():.4e}",
+                f"eta {eta}",
+            ]
+            logger.info(" ".join(info))
+
+        if t._writer is not None:
+            n_iter = t.epoch * self.num_batches + batch_idx
+            for name, meter in self.losses.meters.items():
+                t.write_scalar("train/" + name, meter.avg, n_iter)
+            t.write_scalar("train/lr", t.get_current_lr(), n_iter)
+
+    def finish(self) -> None:
+        t = self.t
+        if t._writer is not None:
+            lr = t.get_current_lr() if t.get_model_names() else None
+            t._writer.log_train_epoch(
+                t.epoch + 1, {k: m.avg for k, m in self.losses.meters.items()}, lr
+            )
+
+
+class TrainerXU(SimpleTrainer):
+    """Trainer over a labelled (x) and an unlabelled (u) loader (domain adaptation / SSL)."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        _set_loader_epoch(self.train_loader_x, self.epoch)
+        _set_loader_epoch(self.train_loader_u, self.epoch)
+
+        len_train_loader_x = len(self.train_loader_x)
+        len_train_loader_u = len(self.train_loader_u)
+        count = self.cfg.TRAIN.COUNT_ITER
+        if count == "train_x":
+            self.num_batches = len_train_loader_x
+        elif count == "train_u":
+            self.num_batches = len_train_loader_u
+        elif count == "smaller_one":
+            self.num_batches = min(len_train_loader_x, len_train_loader_u)
+        else:
+            raise ValueError(
+                f'TRAIN.COUNT_ITER "{count}" is invalid; use train_x, train_u or smaller_one'
+            )
+
+        train_loader_x_iter = iter(self.train_loader_x)
+        train_loader_u_iter = iter(self.train_loader_u)
+        log = _EpochLogger(self, self.num_batches)
+
+        end = time.time()
+        for batch_idx in range(self.num_batches):
+            self.batch_idx = batch_idx
+            try:
+                batch_x = next(train_loader_x_iter)
+            except StopIteration:
+                train_loader_x_iter = iter(self.train_loader_x)
+                batch_x = next(train_loader_x_iter)
+            try:
+                batch_u = next(train_loader_u_iter)
+            except StopIteration:
+                train_loader_u_iter = iter(self.train_loader_u)
+                batch_u = next(train_loader_u_iter)
+
+            log.data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch_x, batch_u)
+            log.batch_time.update(time.time() - end)
+            log.step(self.batch_idx, loss_summary)
+            end = time.time()
+        log.finish()
+
+    def forward_backward(self, batch_x: Any, batch_u: Any = None) -> Any:  # type: ignore[override]
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch_x: Any, batch_u: Any = None) -> Any:  # type: ignore[override]
+        input_x = batch_x["img"].to(self.device)
+        label_x = batch_x["label"].to(self.device)
+        input_u = batch_u["img"].to(self.device)
+        return input_x, label_x, input_u
+
+
+class TrainerX(SimpleTrainer):
+    """Trainer over the labelled loader only (every prompt trainer subclasses this)."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        _set_loader_epoch(self.train_loader_x, self.epoch)
+        self.num_batches = len(self.train_loader_x)
+        log = _EpochLogger(self, self.num_batches)
+
+        end = time.time()
+        for batch_idx, batch in enumerate(self.train_loader_x):
+            self.batch_idx = batch_idx
+            log.data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            log.batch_time.update(time.time() - end)
+            log.step(self.batch_idx, loss_summary)
+            end = time.time()
+        log.finish()
+
+    def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        domain = batch["domain"].to(self.device)
+        return input, label, domain

@@ -1,0 +1,19 @@
+"""ImageNet-A (200 classes, test only)."""
+
+from __future__ import annotations
+
+from dassl.data.datasets import DATASET_REGISTRY
+
+from .imagenet import ImageNetSortedFolders
+
+TO_BE_IGNORED = ["README.txt"]
+
+
+@DATASET_REGISTRY.register()
+class ImageNetA(ImageNetSortedFolders):
+    """``imagenet-adversarial/imagenet-a/<wnid>/`` + ``classnames.txt``; labels 0..199 over
+    the sorted wnids."""
+
+    dataset_dir = "imagenet-adversarial"
+    image_subdir = "imagenet-a"
+    ignored = tuple(TO_BE_IGNORED)
