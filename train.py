@@ -65,12 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=-1, help="only non-negative value enables a fixed seed"
     )
-    parser.add_argument(
-        "--source-domains", type=str, nargs="+", help="source domains for DA/DG"
-    )
-    parser.add_argument(
-        "--target-domains", type=str, nargs="+", help="target domains for DA/DG"
-    )
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     parser.add_argument("--config-file", type=str, default="", help="path to config file")
     parser.add_argument(
@@ -92,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--load-epoch", type=int, help="load model weights at this epoch for evaluation"
     )
-    parser.add_argument(
-        "--no-train", action="store_true", help="do not call trainer.train()"
-    )
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
         "opts",
         default=None,

@@ -79,9 +79,10 @@ class ImageNet(CoOpDataset):
             if data is not None:
                 return data["train"], None, data["test"]
         self.check_annotations()
-        return (*self.build_splits_and_save(),)
+        return self.build_splits()
 
-    def build_splits_and_save(self) -> tuple[list[Datum], None, list[Datum]]:
+    def build_splits(self) -> tuple[list[Datum], None, list[Datum]]:
+        """Parse the folders (train, no val, official val as test); cache preprocessed.pkl."""
         text_file = os.path.join(self.dataset_dir, "classnames.txt")
         classnames = read_classnames(text_file)
         train = self.read_data(classnames, "train")

@@ -243,9 +243,7 @@ def test_fewshot_sampling_is_deterministic_and_upstream(tmp_path):
     groups = ds.split_dataset_by_label(items)
     expected = []
     for label_items in groups.values():
-        expected += (
-            random.sample(label_items, 4) if len(label_items) >= 4 else list(label_items)
-        )
+        expected += random.sample(label_items, 4) if len(label_items) >= 4 else list(label_items)
     assert [x.impath for x in a] == [x.impath for x in expected]
 
     random.seed(4)
@@ -313,7 +311,9 @@ def test_loader_seeded_order_and_wrapper(tmp_path):
     first = order()
     assert first == order()
     assert len(first) == 2  # 9 items, batch 4, drop_last
-    loader = build_data_loader(cfg, "SequentialSampler", items, batch_size=4, tfm=tfm, is_train=False)
+    loader = build_data_loader(
+        cfg, "SequentialSampler", items, batch_size=4, tfm=tfm, is_train=False
+    )
     batches = list(loader)
     assert len(batches) == 3  # no drop_last for evaluation
     b = batches[0]

@@ -110,7 +110,9 @@ def test_hue_rotation_keeps_greys_and_is_identity_at_zero():
     img = rng.random((2, 4, 4, 3)).astype(np.float32)
     np.testing.assert_allclose(_hue_rotate(img, np.zeros(2, np.float32)), img, atol=1e-5)
     grey = np.repeat(rng.random((2, 4, 4, 1)).astype(np.float32), 3, axis=-1)
-    np.testing.assert_allclose(_hue_rotate(grey, np.array([0.3, -0.3], np.float32)), grey, atol=1e-5)
+    np.testing.assert_allclose(
+        _hue_rotate(grey, np.array([0.3, -0.3], np.float32)), grey, atol=1e-5
+    )
 
 
 def test_domains_differ_in_background_texture():

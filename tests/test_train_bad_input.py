@@ -15,7 +15,16 @@ def setup(tmp_path):
 
 
 def _base(root, cfg_file, out):
-    return ["--root", root, "--trainer", "ToyCoOp", "--config-file", cfg_file, "--output-dir", str(out)]
+    return [
+        "--root",
+        root,
+        "--trainer",
+        "ToyCoOp",
+        "--config-file",
+        cfg_file,
+        "--output-dir",
+        str(out),
+    ]
 
 
 def _run(capsys, argv):
@@ -38,8 +47,18 @@ CASES = {
         ["OPTIM.LR", "float"],
     ),
     "unknown trainer": (
-        lambda r, c, o: ["--root", r, "--trainer", "ToyCoop", "--config-file", c,
-                         "--output-dir", str(o), "DATASET.NAME", "EngineToyData"],
+        lambda r, c, o: [
+            "--root",
+            r,
+            "--trainer",
+            "ToyCoop",
+            "--config-file",
+            c,
+            "--output-dir",
+            str(o),
+            "DATASET.NAME",
+            "EngineToyData",
+        ],
         ["ToyCoop", "ToyCoOp", "valid choices"],
     ),
     "unknown dataset": (
@@ -47,23 +66,55 @@ CASES = {
         ["EngineToyDat", "EngineToyData", "valid choices"],
     ),
     "missing root": (
-        lambda r, c, o: ["--root", r + "_missing", "--trainer", "ToyCoOp", "--config-file", c,
-                         "--output-dir", str(o), "DATASET.NAME", "EngineToyData"],
+        lambda r, c, o: [
+            "--root",
+            r + "_missing",
+            "--trainer",
+            "ToyCoOp",
+            "--config-file",
+            c,
+            "--output-dir",
+            str(o),
+            "DATASET.NAME",
+            "EngineToyData",
+        ],
         ["data_missing", "--root"],
     ),
     "missing dataset dir": (
-        lambda r, c, o: ["--root", str(o.parent), "--trainer", "ToyCoOp", "--config-file", c,
-                         "--output-dir", str(o), "DATASET.NAME", "EngineToyData"],
+        lambda r, c, o: [
+            "--root",
+            str(o.parent),
+            "--trainer",
+            "ToyCoOp",
+            "--config-file",
+            c,
+            "--output-dir",
+            str(o),
+            "DATASET.NAME",
+            "EngineToyData",
+        ],
         ["FileNotFoundError", "engine_toy"],
     ),
     "missing model dir": (
-        lambda r, c, o: _base(r, c, o) + ["--eval-only", "--model-dir", str(o) + "_none",
-                                          "DATASET.NAME", "EngineToyData"],
+        lambda r, c, o: (
+            _base(r, c, o)
+            + ["--eval-only", "--model-dir", str(o) + "_none", "DATASET.NAME", "EngineToyData"]
+        ),
         ["--model-dir", "out_none"],
     ),
     "missing epoch file": (
-        lambda r, c, o: _base(r, c, o) + ["--eval-only", "--model-dir", r, "--load-epoch", "9",
-                                          "DATASET.NAME", "EngineToyData"],
+        lambda r, c, o: (
+            _base(r, c, o)
+            + [
+                "--eval-only",
+                "--model-dir",
+                r,
+                "--load-epoch",
+                "9",
+                "DATASET.NAME",
+                "EngineToyData",
+            ]
+        ),
         ["model.pth.tar-9"],
     ),
 }
@@ -88,8 +139,18 @@ def test_failure_keeps_preexisting_output_dir(setup, capsys):
     root, cfg_file, out = setup
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    argv = ["--root", str(out.parent), "--trainer", "ToyCoOp", "--config-file", cfg_file,
-            "--output-dir", str(out), "DATASET.NAME", "EngineToyData"]
+    argv = [
+        "--root",
+        str(out.parent),
+        "--trainer",
+        "ToyCoOp",
+        "--config-file",
+        cfg_file,
+        "--output-dir",
+        str(out),
+        "DATASET.NAME",
+        "EngineToyData",
+    ]
     rc, err = _run(capsys, argv)
     assert rc == 2 and "engine_toy" in err
     assert (out / "keep.txt").read_text() == "x"

@@ -143,9 +143,7 @@ def test_train_then_eval_only(tmp_path, data_root, capsys):
 
 
 def test_best_val_writes_model_best(tmp_path, data_root):
-    cfg_file = write_trainer_yaml(
-        tmp_path / "toy.yaml", extra='TEST:\n  FINAL_MODEL: "best_val"\n'
-    )
+    cfg_file = write_trainer_yaml(tmp_path / "toy.yaml", extra='TEST:\n  FINAL_MODEL: "best_val"\n')
     out = tmp_path / "out"
     assert train.main(_args(data_root, cfg_file, out)) == 0
     ckpt_dir = out / "prompt_learner"

@@ -58,7 +58,9 @@ def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
     names, base, new, _ = full_class_info(dataset)
     sd, file, epoch = read_teacher_state_dict(teacher_weights)
     logger.info(f"Teacher checkpoint: {file} (epoch = {epoch})")
-    clip_model, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(node))
+    clip_model, _ = clip.load(
+        cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(node)
+    )
     model = TeacherCLIP(clip_model, names, node.N_CTX_TEXT, node.CTX_INIT)
     model.requires_grad_(False)
     load_teacher_state_dict(model, sd, file)
@@ -88,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = train.build_parser()
     parser.description = "Export PromptKD class vectors from a teacher checkpoint."
-    parser.add_argument("--teacher-weights", required=True, help="teacher run dir or checkpoint file")
+    parser.add_argument(
+        "--teacher-weights", required=True, help="teacher run dir or checkpoint file"
+    )
     parser.add_argument("--output", required=True, help="output .safetensors file")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not args.trainer:

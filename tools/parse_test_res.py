@@ -304,6 +304,7 @@ class MethodTable:
     rows: list[Row]
     average: Row | None
     paper_note: str = ""
+    paper_method: str = ""
 
 
 def _merge_runs(runs: list[Run]) -> dict[tuple[str, str, int], dict]:
@@ -368,6 +369,7 @@ def build_tables(
             chosen = (
                 paper_method if paper_method != "auto" else guess_paper_method(method, trainers)
             )
+            table.paper_method = chosen
             _attach_paper(table, chosen)
         tables.append(table)
     return tables
@@ -473,11 +475,11 @@ def _text_rows(table: MethodTable, with_paper: bool) -> tuple[list[str], list[li
     if table.kind == "b2n":
         headers = ["Dataset", "Base", "New", "HM", "Seeds"]
         if with_paper:
-            headers += ["Paper B / N / HM"]
+            headers += [f"Paper {table.paper_method} B / N / HM"]
     else:
         headers = ["Dataset", "Accuracy", "Seeds"]
         if with_paper:
-            headers += ["Paper"]
+            headers += [f"Paper {table.paper_method}"]
     n_expected = len(table.expected_seeds)
     body = []
     rows = list(table.rows) + ([table.average] if table.average is not None else [])

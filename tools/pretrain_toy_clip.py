@@ -174,9 +174,7 @@ def pretrain(
     torch.manual_seed(seed)
     model = build_toy_clip(name).train()
     rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, WEIGHT_DECAY), lr=lr, betas=BETAS, eps=EPS
-    )
+    optimizer = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=BETAS, eps=EPS)
     labels = torch.arange(batch_size)
     start = time.time()
     for step in range(steps):
@@ -302,6 +300,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=DEFAULT_OUT_DIR)
     p.add_argument("--eval-every", type=int, default=0, help="log val zero-shot every N steps")
     p.add_argument("--log-every", type=int, default=100)
+    p.add_argument(
+        "--eval-per-class",
+        type=int,
+        default=N_TEST,
+        help="test images per class for the recorded zero-shot (default: the ToyShapes test split)",
+    )
     return p.parse_args(argv)
 
 
@@ -322,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     state_dict = export_state_dict(model)
     # Score the model exactly as consumers get it: the saved fp16 weights through build_model.
     loaded = build_model(state_dict).float().eval()
-    scores = zero_shot_base_new(loaded)
+    scores = zero_shot_base_new(loaded, n_per_class=args.eval_per_class)
     logger.info(
         f"toy-{args.model} zero-shot (ToyShapes test): base {scores['base']:.2f} "
         f"new {scores['new']:.2f} HM {scores['hm']:.2f} 36-way {scores['all']:.2f} "
@@ -352,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "threads": args.threads,
         "zero_shot": {
-            "dataset": f"ToyShapes test (seed {SEED}, {N_TEST} per class)",
+            "dataset": f"ToyShapes test (seed {SEED}, {args.eval_per_class} per class)",
+            "n_per_class": args.eval_per_class,
             "template": TEMPLATE,
             **{k: round(v, 2) for k, v in scores.items()},
         },

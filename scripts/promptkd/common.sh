@@ -12,6 +12,7 @@
 #   PYTHON      interpreter                    [<repo>/.venv/bin/python if present, else python]
 #   KD_WEIGHT   overrides the per-dataset KD weight of the table below
 #   TEMPERATURE KD temperature                                          [1.0]
+#   CONFIGS     directory of datasets/*.yaml and trainers/<T>/*.yaml    [<repo>/configs]
 #   EXTRA_OPTS  extra KEY VALUE config opts appended to every run (word-split on spaces),
 #               e.g. EXTRA_OPTS="OPTIM.MAX_EPOCH 2 DATALOADER.TRAIN_X.BATCH_SIZE 4"
 #   OVERWRITE   1: rerun a finished run whose command differs from the one asked for
@@ -32,6 +33,7 @@ OUTPUT="${OUTPUT:-output}"
 TEACHERS="${TEACHERS:-${OUTPUT}/teacher}"
 RELEASED_TEACHERS="${RELEASED_TEACHERS:-teacher_model}"
 TEMPERATURE="${TEMPERATURE:-1.0}"
+CONFIGS="${CONFIGS:-${PKD_REPO}/configs}"
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "${PKD_REPO}/.venv/bin/python" ]; then
         PYTHON="${PKD_REPO}/.venv/bin/python"
@@ -124,13 +126,13 @@ pkd_check_seed() {
 }
 
 pkd_dataset_config() {
-    local path="${PKD_REPO}/configs/datasets/$1.yaml"
+    local path="${CONFIGS}/datasets/$1.yaml"
     [ -f "${path}" ] || pkd_die "dataset config not found: ${path}"
     echo "${path}"
 }
 
 pkd_trainer_config() {
-    local path="${PKD_REPO}/configs/trainers/$1/$2.yaml"
+    local path="${CONFIGS}/trainers/$1/$2.yaml"
     [ -f "${path}" ] || pkd_die "trainer config not found: ${path}"
     echo "${path}"
 }
