@@ -327,3 +327,21 @@ def test_loader_seeded_order_and_wrapper(tmp_path):
     with pytest.raises(ValueError, match="K_TRANSFORMS"):
         DatasetWrapper(cfg, items, transform=None, is_train=True)
     assert os.path.exists(out["impath"])
+
+
+def test_datum_existence_cache_large_and_small_dirs(tmp_path, monkeypatch):
+    import dassl.data.datasets.base_dataset as bd
+
+    monkeypatch.setattr(bd, "_MIN_CACHED_ENTRIES", 3)
+    big = tmp_path / "big"
+    big.mkdir()
+    paths = _images(big, 4)
+    assert [Datum(p).impath for p in paths] == paths
+    assert str(big) in bd._DIR_CACHE  # listed once, reused
+    small = tmp_path / "small"
+    small.mkdir()
+    (p,) = _images(small, 1)
+    Datum(p)
+    os.remove(p)
+    with pytest.raises(FileNotFoundError):
+        Datum(p)  # small folders are always checked for real

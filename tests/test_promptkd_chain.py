@@ -11,8 +11,8 @@ import train
 from clip.testing import save_state_dict, tiny_vit_state_dict
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
-from datasets.toy_shapes import generate_toy_shapes
 from datasets.toy_render import CLASSNAMES
+from datasets.toy_shapes import generate_toy_shapes
 from trainers.class_vectors import load_class_vectors, sha256_file
 from trainers.promptkd_student import PromptKDStudent
 from trainers.promptkd_teacher import (
@@ -22,7 +22,16 @@ from trainers.promptkd_teacher import (
     read_teacher_state_dict,
 )
 
-PROMPTS = ["N_CTX_TEXT", "2", "N_CTX_VISION", "2", "PROMPT_DEPTH_TEXT", "2", "PROMPT_DEPTH_VISION", "2"]
+PROMPTS = [
+    "N_CTX_TEXT",
+    "2",
+    "N_CTX_VISION",
+    "2",
+    "PROMPT_DEPTH_TEXT",
+    "2",
+    "PROMPT_DEPTH_VISION",
+    "2",
+]
 
 
 def _node(name, kv):
@@ -34,30 +43,83 @@ def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("promptkd")
     root = str(base / "data")
     generate_toy_shapes(root, n_train=2, n_val=1, n_test=1)
-    teacher = save_state_dict(tiny_vit_state_dict(embed_dim=48, width=128, seed=1), base / "teacher.pt")
-    student = save_state_dict(tiny_vit_state_dict(embed_dim=32, width=64, seed=2), base / "student.pt")
+    teacher = save_state_dict(
+        tiny_vit_state_dict(embed_dim=48, width=128, seed=1), base / "teacher.pt"
+    )
+    student = save_state_dict(
+        tiny_vit_state_dict(embed_dim=32, width=64, seed=2), base / "student.pt"
+    )
     common = [
-        "--root", root, "--seed", "1", "DATASET.NAME", "ToyShapes", "INPUT.SIZE", "(16, 16)",
-        "INPUT.TRANSFORMS", "['random_flip', 'normalize']", "DATALOADER.NUM_WORKERS", "0",
-        "DATALOADER.TRAIN_X.BATCH_SIZE", "8", "DATALOADER.TEST.BATCH_SIZE", "64",
-        "OPTIM.NAME", "sgd", "OPTIM.LR", "0.01", "OPTIM.MAX_EPOCH", "2",
-        "OPTIM.LR_SCHEDULER", "cosine", "TRAIN.PRINT_FREQ", "100",
+        "--root",
+        root,
+        "--seed",
+        "1",
+        "DATASET.NAME",
+        "ToyShapes",
+        "INPUT.SIZE",
+        "(16, 16)",
+        "INPUT.TRANSFORMS",
+        "['random_flip', 'normalize']",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "DATALOADER.TRAIN_X.BATCH_SIZE",
+        "8",
+        "DATALOADER.TEST.BATCH_SIZE",
+        "64",
+        "OPTIM.NAME",
+        "sgd",
+        "OPTIM.LR",
+        "0.01",
+        "OPTIM.MAX_EPOCH",
+        "2",
+        "OPTIM.LR_SCHEDULER",
+        "cosine",
+        "TRAIN.PRINT_FREQ",
+        "100",
         *_node("PROMPTSRC", PROMPTS),
     ]
     tdir = str(base / "teacher_run")
-    rc = train.main([
-        "--trainer", "PromptKDTeacher", "--output-dir", tdir, *common, "MODEL.BACKBONE.NAME", teacher,
-        "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base",
-        "TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.GPA_MEAN", "2",
-    ])
+    rc = train.main(
+        [
+            "--trainer",
+            "PromptKDTeacher",
+            "--output-dir",
+            tdir,
+            *common,
+            "MODEL.BACKBONE.NAME",
+            teacher,
+            "DATASET.NUM_SHOTS",
+            "2",
+            "DATASET.SUBSAMPLE_CLASSES",
+            "base",
+            "TRAINER.PROMPTSRC.PREC",
+            "fp32",
+            "TRAINER.PROMPTSRC.GPA_MEAN",
+            "2",
+        ]
+    )
     assert rc == 0
     student_args = [
-        *common, "MODEL.BACKBONE.NAME", student, "DATASET.NUM_SHOTS", "0",
-        "TRAINER.PROMPTKD.TEACHER_WEIGHTS", tdir, "TRAINER.PROMPTKD.TEACHER_NAME", teacher,
+        *common,
+        "MODEL.BACKBONE.NAME",
+        student,
+        "DATASET.NUM_SHOTS",
+        "0",
+        "TRAINER.PROMPTKD.TEACHER_WEIGHTS",
+        tdir,
+        "TRAINER.PROMPTKD.TEACHER_NAME",
+        teacher,
         *_node("PROMPTKD", ["N_CTX_VISION", "2", "PROMPT_DEPTH_VISION", "2", "PREC", "fp32"]),
     ]
-    return {"base": base, "root": root, "teacher": teacher, "student": student, "tdir": tdir,
-            "common": common, "student_args": student_args}
+    return {
+        "base": base,
+        "root": root,
+        "teacher": teacher,
+        "student": student,
+        "tdir": tdir,
+        "common": common,
+        "student_args": student_args,
+    }
 
 
 def _cfg(argv):
@@ -70,17 +132,24 @@ def test_teacher_writes_checkpoint_results_and_class_vectors(world):
     assert os.path.isfile(ckpt)
     res = json.load(open(os.path.join(tdir, "results.json")))
     assert set(res) >= {"base", "new", "hm", "epoch", "seed", "dataset", "trainer", "config_hash"}
-    assert res["epoch"] == 2 and res["trainer"] == "PromptKDTeacher" and res["dataset"] == "ToyShapes"
+    assert (
+        res["epoch"] == 2 and res["trainer"] == "PromptKDTeacher" and res["dataset"] == "ToyShapes"
+    )
     log = open(os.path.join(tdir, "log.txt")).read()
     assert "base classes (18 classes" in log and "new classes (18 classes" in log
     assert log.count("=> result") == 2
-    cv = load_class_vectors(os.path.join(tdir, "class_vectors.safetensors"), classnames=CLASSNAMES, dim=48)
+    cv = load_class_vectors(
+        os.path.join(tdir, "class_vectors.safetensors"), classnames=CLASSNAMES, dim=48
+    )
     assert cv.base_classes == range(0, 18) and cv.new_classes == range(18, 36)
     assert cv.teacher_checkpoint_sha256 == sha256_file(ckpt)
     assert cv.prompt["depth_text"] == 2 and cv.teacher_backbone == world["teacher"]
     # vectors = trained text prompts applied to every class name (incl. new ones)
     sd, _, _ = read_teacher_state_dict(tdir)
-    model, _ = clip.load(world["teacher"], design_details=ivlp_design_details(_cfg(world["common"]).TRAINER.PROMPTSRC))
+    model, _ = clip.load(
+        world["teacher"],
+        design_details=ivlp_design_details(_cfg(world["common"]).TRAINER.PROMPTSRC),
+    )
     t = TeacherCLIP(model, CLASSNAMES, 2, "a photo of a")
     load_teacher_state_dict(t, sd, tdir)
     with torch.no_grad():
@@ -89,17 +158,44 @@ def test_teacher_writes_checkpoint_results_and_class_vectors(world):
 
 def test_student_base2novel_end_to_end_and_eval_only(world):
     out = str(world["base"] / "student_run")
-    rc = train.main(["--trainer", "PromptKD", "--output-dir", out, *world["student_args"],
-                     "TRAINER.MODAL", "base2novel", "TEST.FINAL_MODEL", "best_val"])
+    rc = train.main(
+        [
+            "--trainer",
+            "PromptKD",
+            "--output-dir",
+            out,
+            *world["student_args"],
+            "TRAINER.MODAL",
+            "base2novel",
+            "TEST.FINAL_MODEL",
+            "best_val",
+        ]
+    )
     assert rc == 0
     res = json.load(open(os.path.join(out, "results.json")))
-    assert res["hm"] == pytest.approx(2 * res["base"] * res["new"] / max(res["base"] + res["new"], 1e-9), abs=1e-3)
+    assert res["hm"] == pytest.approx(
+        2 * res["base"] * res["new"] / max(res["base"] + res["new"], 1e-9), abs=1e-3
+    )
     log = open(os.path.join(out, "log.txt")).read()
     assert "best_val is ignored" in log and "model-best" not in log
     assert not os.path.exists(os.path.join(out, "VLPromptLearner", "model-best.pth.tar"))
     ev = str(world["base"] / "student_eval")
-    rc = train.main(["--trainer", "PromptKD", "--output-dir", ev, "--eval-only", "--model-dir", out,
-                     "--load-epoch", "2", *world["student_args"], "TRAINER.MODAL", "base2novel"])
+    rc = train.main(
+        [
+            "--trainer",
+            "PromptKD",
+            "--output-dir",
+            ev,
+            "--eval-only",
+            "--model-dir",
+            out,
+            "--load-epoch",
+            "2",
+            *world["student_args"],
+            "TRAINER.MODAL",
+            "base2novel",
+        ]
+    )
     assert rc == 0
     res2 = json.load(open(os.path.join(ev, "results.json")))
     assert (res2["base"], res2["new"]) == (res["base"], res["new"])
@@ -107,8 +203,17 @@ def test_student_base2novel_end_to_end_and_eval_only(world):
 
 
 def test_student_gradients_frozen_teacher_no_text_tower(world):
-    cfg = _cfg(["--trainer", "PromptKDStudent", "--output-dir", str(world["base"] / "grad"),
-                *world["student_args"], "TRAINER.MODAL", "cross"])
+    cfg = _cfg(
+        [
+            "--trainer",
+            "PromptKDStudent",
+            "--output-dir",
+            str(world["base"] / "grad"),
+            *world["student_args"],
+            "TRAINER.MODAL",
+            "cross",
+        ]
+    )
     set_random_seed(1)
     trainer = build_trainer(cfg)
     trainer.distiller = trainer.build_distiller()
@@ -140,8 +245,19 @@ class _PermutedLabels(PromptKDStudent):
 def test_training_never_reads_labels(world):
     states = []
     for cls in (PromptKDStudent, _PermutedLabels):
-        cfg = _cfg(["--trainer", "PromptKDStudent", "--output-dir", str(world["base"] / f"perm_{cls.__name__}"),
-                    *world["student_args"], "TRAINER.MODAL", "base2novel", "TEST.NO_TEST", "True"])
+        cfg = _cfg(
+            [
+                "--trainer",
+                "PromptKDStudent",
+                "--output-dir",
+                str(world["base"] / f"perm_{cls.__name__}"),
+                *world["student_args"],
+                "TRAINER.MODAL",
+                "base2novel",
+                "TEST.NO_TEST",
+                "True",
+            ]
+        )
         set_random_seed(1)
         trainer = cls(cfg)
         trainer.train()
@@ -151,10 +267,32 @@ def test_training_never_reads_labels(world):
 
 
 def test_bf16_paths_run(world):
-    for name, extra in (("PromptKDStudent", ["TRAINER.PROMPTKD.PREC", "bf16", "TRAINER.MODAL", "cross"]),
-                        ("PromptKDTeacher", ["TRAINER.PROMPTSRC.PREC", "bf16", "MODEL.BACKBONE.NAME", world["teacher"],
-                                             "DATASET.NUM_SHOTS", "1", "DATASET.SUBSAMPLE_CLASSES", "base"])):
-        cfg = _cfg(["--trainer", name, "--output-dir", str(world["base"] / f"bf16_{name}"), *world["student_args"], *extra])
+    for name, extra in (
+        ("PromptKDStudent", ["TRAINER.PROMPTKD.PREC", "bf16", "TRAINER.MODAL", "cross"]),
+        (
+            "PromptKDTeacher",
+            [
+                "TRAINER.PROMPTSRC.PREC",
+                "bf16",
+                "MODEL.BACKBONE.NAME",
+                world["teacher"],
+                "DATASET.NUM_SHOTS",
+                "1",
+                "DATASET.SUBSAMPLE_CLASSES",
+                "base",
+            ],
+        ),
+    ):
+        cfg = _cfg(
+            [
+                "--trainer",
+                name,
+                "--output-dir",
+                str(world["base"] / f"bf16_{name}"),
+                *world["student_args"],
+                *extra,
+            ]
+        )
         trainer = build_trainer(cfg)
         if name == "PromptKDStudent":
             trainer.distiller = trainer.build_distiller()

@@ -35,9 +35,13 @@ T = [[0.0, 1.0, 0.0], [2.0, 0.0, 1.0]]
 
 @pytest.mark.parametrize("temp", [1.0, 2.0])
 def test_kd_loss_both_normalisations_match_hand_values(temp):
-    total = sum(
-        _kl(_softmax([v / temp for v in t]), _softmax([v / temp for v in s])) for s, t in zip(S, T)
-    ) * temp**2
+    total = (
+        sum(
+            _kl(_softmax([v / temp for v in t]), _softmax([v / temp for v in s]))
+            for s, t in zip(S, T)
+        )
+        * temp**2
+    )
     s, t = torch.tensor(S), torch.tensor(T)
     official = KDLoss(temp, "official")(s, t).item()
     batchmean = KDLoss(temp, "batchmean")(s, t).item()
@@ -104,14 +108,23 @@ def test_class_vectors_roundtrip_and_mismatch_errors(tmp_path):
     v = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
     path = str(tmp_path / "cv.safetensors")
     save_class_vectors(
-        path, v, names, base_classes=range(0, 2), new_classes=range(2, 3), dataset="Toy",
-        teacher_backbone="toy-teacher", teacher_checkpoint_sha256="ab" * 32,
-        prompt={"n_ctx_text": 4}, logit_scale=50.0,
+        path,
+        v,
+        names,
+        base_classes=range(0, 2),
+        new_classes=range(2, 3),
+        dataset="Toy",
+        teacher_backbone="toy-teacher",
+        teacher_checkpoint_sha256="ab" * 32,
+        prompt={"n_ctx_text": 4},
+        logit_scale=50.0,
     )
     cv = load_class_vectors(path, classnames=names, dim=2)
     assert torch.allclose(cv.vectors[0], torch.tensor([0.6, 0.8]))
     assert torch.allclose(cv.vectors.norm(dim=1), torch.ones(3))
-    assert cv.classnames == names and cv.base_classes == range(0, 2) and cv.new_classes == range(2, 3)
+    assert (
+        cv.classnames == names and cv.base_classes == range(0, 2) and cv.new_classes == range(2, 3)
+    )
     assert (cv.dataset, cv.teacher_backbone, cv.logit_scale) == ("Toy", "toy-teacher", 50.0)
     assert cv.prompt == {"n_ctx_text": 4} and cv.teacher_checkpoint_sha256 == "ab" * 32
     assert torch.equal(cv.subset(cv.new_classes), cv.vectors[2:])
@@ -134,7 +147,10 @@ def test_projectors_take_dims_from_arguments():
     mlp = build_projector("mlp", 32, 48, 2)
     assert isinstance(mlp, MLPProjector) and mlp(x).shape == (4, 48)
     assert [m.in_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [32, 48]
-    assert len([m for m in build_projector("mlp", 32, 48, 3).modules() if isinstance(m, nn.Linear)]) == 3
+    assert (
+        len([m for m in build_projector("mlp", 32, 48, 3).modules() if isinstance(m, nn.Linear)])
+        == 3
+    )
     conv = build_projector("conv_bn", 32, 48).eval()
     assert isinstance(conv, ConvBNProjector) and conv(x).shape == (4, 48)
     assert {"conv1.0.weight", "conv1.1.running_mean", "conv1.3.weight"} <= set(conv.state_dict())

@@ -78,7 +78,7 @@ def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
         teacher_backbone=cfg.MODEL.BACKBONE.NAME,
         teacher_checkpoint_sha256=sha256_file(file),
         prompt=prompt_settings(node),
-        logit_scale=float(model.logit_scale.float().exp()),
+        logit_scale=float(model.logit_scale.detach().float().exp()),
     )
     logger.info(f"Class vectors of {len(names)} classes ({vectors.shape[1]}-d) saved to {output}")
     return output

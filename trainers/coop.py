@@ -47,7 +47,9 @@ class CoOpPromptLearner(nn.Module):
     ):
         super().__init__()
         if position not in POSITIONS:
-            raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, got {position!r}")
+            raise ValueError(
+                f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, got {position!r}"
+            )
         self._token_embedding = [clip_model.token_embedding]  # by reference, not saved
         ctx_dim = clip_model.ln_final.weight.shape[0]
         n_cls = len(classnames)
@@ -77,19 +79,25 @@ class CoOpPromptLearner(nn.Module):
         return F.embedding(tokens.to(weight.device), weight)
 
     @torch.no_grad()
-    def embed_classnames(self, classnames: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    def embed_classnames(
+        self, classnames: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
         tok = clip.clip._get_tokenizer()
         name_lens = [len(tok.encode(c.replace("_", " "))) for c in classnames]
         tokenized = clip.tokenize(prompt_texts(self.prompt_prefix, classnames))
         emb = self._embed(tokenized).float()
         return emb[:, :1].clone(), emb[:, 1 + self.n_ctx :].clone(), tokenized, name_lens
 
-    def build(self, prefix: torch.Tensor, suffix: torch.Tensor, name_lens: list[int]) -> torch.Tensor:
+    def build(
+        self, prefix: torch.Tensor, suffix: torch.Tensor, name_lens: list[int]
+    ) -> torch.Tensor:
         ctx = self.ctx
         if ctx.dim() == 2:
             ctx = ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)
         elif ctx.shape[0] != prefix.shape[0]:
-            raise ValueError("a class-specific context (TRAINER.COOP.CSC) cannot be applied to other classes")
+            raise ValueError(
+                "a class-specific context (TRAINER.COOP.CSC) cannot be applied to other classes"
+            )
         prefix, suffix = prefix.to(ctx.dtype), suffix.to(ctx.dtype)
         if self.position == "end":
             return torch.cat([prefix, ctx, suffix], dim=1)
@@ -153,7 +161,12 @@ class CoOp(SubsetEvaluationMixin, TrainerX):
         clip_model, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu")
         clip_model.requires_grad_(False)
         learner = CoOpPromptLearner(
-            self.dm.dataset.classnames, clip_model, node.N_CTX, node.CTX_INIT, node.CSC, node.CLASS_TOKEN_POSITION
+            self.dm.dataset.classnames,
+            clip_model,
+            node.N_CTX,
+            node.CTX_INIT,
+            node.CSC,
+            node.CLASS_TOKEN_POSITION,
         )
         self.model = CoOpCLIP(clip_model, learner)
         cast_frozen(self.model, self.precision.frozen_dtype).to(self.device)
@@ -193,10 +206,16 @@ class CoOp(SubsetEvaluationMixin, TrainerX):
         name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         path = os.path.join(directory, "prompt_learner", name)
         if not os.path.exists(path):
-            raise FileNotFoundError(f'Model not found at "{path}" (check --model-dir and --load-epoch)')
+            raise FileNotFoundError(
+                f'Model not found at "{path}" (check --model-dir and --load-epoch)'
+            )
         ckpt = load_checkpoint(path, legacy="auto")
-        sd = {k: v for k, v in ckpt["state_dict"].items() if k not in ("token_prefix", "token_suffix")}
-        logger.info(f'Loading weights to prompt_learner from "{path}" (epoch = {ckpt.get("epoch")})')
+        sd = {
+            k: v for k, v in ckpt["state_dict"].items() if k not in ("token_prefix", "token_suffix")
+        }
+        logger.info(
+            f'Loading weights to prompt_learner from "{path}" (epoch = {ckpt.get("epoch")})'
+        )
         missing, unexpected = self.model.prompt_learner.load_state_dict(sd, strict=False)
         missing = [k for k in missing if k not in ("token_prefix", "token_suffix")]
         if missing or unexpected:

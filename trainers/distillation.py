@@ -89,7 +89,9 @@ class Distiller(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
     @torch.no_grad()
-    def teacher_logits(self, images: torch.Tensor, class_range: range | None = None) -> torch.Tensor:
+    def teacher_logits(
+        self, images: torch.Tensor, class_range: range | None = None
+    ) -> torch.Tensor:
         """Teacher logits against the class vectors (all classes, or ``class_range``)."""
         vectors = self.class_vectors
         if class_range is not None:

@@ -25,7 +25,9 @@ PROJECTOR_TYPES = ("mlp", "conv_bn")
 class MLPProjector(nn.Module):
     """``num_layers`` Linear layers with ReLU in between (1 layer = a linear map)."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_layers: int = 2, hidden_dim: int | None = None):
+    def __init__(
+        self, in_dim: int, out_dim: int, num_layers: int = 2, hidden_dim: int | None = None
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"projector num_layers must be >= 1, got {num_layers}")

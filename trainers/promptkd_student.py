@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -42,7 +42,6 @@ import clip
 from clip.model import build_visual
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.engine import distributed as dist
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.logger import get_logger
 
@@ -124,7 +123,9 @@ def build_teacher_visual(
     path). The text tower is never built.
     """
     prefix = "image_encoder."
-    visual_sd = {"visual." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    visual_sd = {
+        "visual." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
+    }
     if not visual_sd:
         raise RuntimeError(f"Teacher checkpoint {source} has no image_encoder.* keys")
     if "visual.conv1.weight" not in visual_sd:
@@ -164,11 +165,17 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     def check_cfg(self, cfg: Any) -> None:
         kd = cfg.TRAINER.PROMPTKD
         if cfg.TRAINER.MODAL not in MODALS:
-            raise ValueError(f"TRAINER.MODAL must be one of {list(MODALS)}, got {cfg.TRAINER.MODAL!r}")
+            raise ValueError(
+                f"TRAINER.MODAL must be one of {list(MODALS)}, got {cfg.TRAINER.MODAL!r}"
+            )
         if kd.KD_NORM not in KD_NORMALIZATIONS:
-            raise ValueError(f"TRAINER.PROMPTKD.KD_NORM must be one of {list(KD_NORMALIZATIONS)}, got {kd.KD_NORM!r}")
+            raise ValueError(
+                f"TRAINER.PROMPTKD.KD_NORM must be one of {list(KD_NORMALIZATIONS)}, got {kd.KD_NORM!r}"
+            )
         if kd.PROJECTOR not in PROJECTOR_TYPES:
-            raise ValueError(f"TRAINER.PROMPTKD.PROJECTOR must be one of {list(PROJECTOR_TYPES)}, got {kd.PROJECTOR!r}")
+            raise ValueError(
+                f"TRAINER.PROMPTKD.PROJECTOR must be one of {list(PROJECTOR_TYPES)}, got {kd.PROJECTOR!r}"
+            )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
             raise ValueError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "
@@ -219,7 +226,11 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         if kd.CLASS_VECTORS:
             return kd.CLASS_VECTORS
         weights = kd.TEACHER_WEIGHTS
-        run_dir = weights if os.path.isdir(weights) else os.path.dirname(os.path.dirname(os.path.abspath(weights)))
+        run_dir = (
+            weights
+            if os.path.isdir(weights)
+            else os.path.dirname(os.path.dirname(os.path.abspath(weights)))
+        )
         if os.path.basename(os.path.normpath(run_dir)) == MODEL_NAME:
             run_dir = os.path.dirname(os.path.normpath(run_dir))
         return os.path.join(run_dir, CLASS_VECTORS_FILE)
@@ -228,7 +239,9 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         cfg = self.cfg
         kd = cfg.TRAINER.PROMPTKD
         names, _, _, _ = full_class_info(self.dm.dataset)
-        self.class_vectors: ClassVectors = load_class_vectors(self.class_vectors_path(), classnames=names)
+        self.class_vectors: ClassVectors = load_class_vectors(
+            self.class_vectors_path(), classnames=names
+        )
         logger.info(
             f"Class vectors: {self.class_vectors.num_classes} classes x {self.class_vectors.dim} "
             f"from {self.class_vectors.path} (teacher {self.class_vectors.teacher_backbone})"
@@ -240,14 +253,18 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
             )
 
         logger.info(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        student_clip, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(kd))
+        student_clip, _ = clip.load(
+            cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(kd)
+        )
         visual = student_clip.visual
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
             raise ValueError(
                 f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the student's input resolution {res}"
             )
-        projector = build_projector(kd.PROJECTOR, visual.output_dim, self.class_vectors.dim, kd.PROJECT_LAYER)
+        projector = build_projector(
+            kd.PROJECTOR, visual.output_dim, self.class_vectors.dim, kd.PROJECT_LAYER
+        )
         self.model = StudentCLIP(visual, projector, student_clip.logit_scale)
         for name, p in self.model.named_parameters():
             p.requires_grad_("VPT" in name or name.startswith("VPT_image_trans."))
@@ -270,11 +287,15 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         cfg = self.cfg
         kd = cfg.TRAINER.PROMPTKD
         if not kd.TEACHER_WEIGHTS:
-            raise ValueError("Training needs TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run dir or checkpoint)")
+            raise ValueError(
+                "Training needs TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run dir or checkpoint)"
+            )
         path = resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS)
         sd, file, _ = read_teacher_state_dict(path)
         logger.info(f"Loading teacher image encoder ({kd.TEACHER_NAME}) from {file}")
-        visual = build_teacher_visual(sd, ivlp_design_details(cfg.TRAINER.PROMPTSRC), file, kd.TEACHER_NAME)
+        visual = build_teacher_visual(
+            sd, ivlp_design_details(cfg.TRAINER.PROMPTSRC), file, kd.TEACHER_NAME
+        )
         self.class_vectors.validate(dim=visual.output_dim)
         if "logit_scale" not in sd:
             raise RuntimeError(f"Teacher checkpoint {file} has no logit_scale")
@@ -354,5 +375,3 @@ class PromptKD(PromptKDStudent):
 
     def get_precision_name(self, cfg: Any) -> str:
         return cfg.TRAINER.PROMPTKD.PREC
-
-

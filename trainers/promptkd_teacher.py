@@ -117,7 +117,9 @@ class TeacherCLIP(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of ``images`` over the built classes."""
-        return self.logit_scale.exp().float() * self.image_features(images) @ self.text_features().t()
+        return (
+            self.logit_scale.exp().float() * self.image_features(images) @ self.text_features().t()
+        )
 
 
 @torch.no_grad()
@@ -194,7 +196,9 @@ def read_teacher_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str, in
     return out, file, epoch
 
 
-def load_teacher_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+def load_teacher_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], source: str
+) -> None:
     """Strict load except the token buffers; missing prompts or shape mismatches are errors."""
     fixed = set(fixed_buffer_keys())
     expected = model.state_dict()
@@ -236,7 +240,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         cfg = self.cfg
         node = cfg.TRAINER.PROMPTSRC
         logger.info(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(node))
+        clip_model, _ = clip.load(
+            cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(node)
+        )
         res = clip_model.visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
             raise ValueError(
@@ -270,7 +276,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
         self.criterion = PromptSRCLoss(node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT)
-        self.gpa = GaussianPromptAggregator(gpa_weights(cfg.OPTIM.MAX_EPOCH, node.GPA_MEAN, node.GPA_STD))
+        self.gpa = GaussianPromptAggregator(
+            gpa_weights(cfg.OPTIM.MAX_EPOCH, node.GPA_MEAN, node.GPA_STD)
+        )
 
     @torch.no_grad()
     def _template_features(self, zs_clip: nn.Module, classnames: Sequence[str]) -> torch.Tensor:
@@ -299,7 +307,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
             with torch.no_grad():
                 zs_feats = _normalize(self.zs_visual(images.to(self.precision.frozen_dtype)))
                 zs_logits = scale * zs_feats @ self.fixed_text_features.t()
-        losses = self.criterion(logits, labels, text, self.fixed_text_features, feats, zs_feats, zs_logits)
+        losses = self.criterion(
+            logits, labels, text, self.fixed_text_features, feats, zs_feats, zs_logits
+        )
         self.model_backward_and_update(losses["loss"])
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = compute_accuracy(logits, labels)[0].item()
@@ -312,7 +322,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         path = os.path.join(self.output_dir, GPA_STATE_FILE)
         if self.start_epoch > 0:
             if os.path.isfile(path):
-                self.gpa.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), self.device)
+                self.gpa.load_state_dict(
+                    torch.load(path, map_location="cpu", weights_only=True), self.device
+                )
                 logger.info(f"Resumed GPA state from {path} (epochs {self.gpa.epochs_seen})")
             else:
                 logger.warning(
@@ -362,7 +374,7 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
             teacher_backbone=cfg.MODEL.BACKBONE.NAME,
             teacher_checkpoint_sha256=digest,
             prompt=prompt_settings(cfg.TRAINER.PROMPTSRC),
-            logit_scale=float(self.model.logit_scale.exp()),
+            logit_scale=float(self.model.logit_scale.detach().float().exp()),
         )
         logger.info(f"Class vectors of {len(names)} classes saved to {path}")
         return path
@@ -390,7 +402,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         path = os.path.join(directory, MODEL_NAME, name)
         if not os.path.exists(path):
-            raise FileNotFoundError(f'Model not found at "{path}" (check --model-dir and --load-epoch)')
+            raise FileNotFoundError(
+                f'Model not found at "{path}" (check --model-dir and --load-epoch)'
+            )
         sd, _, ckpt_epoch = read_teacher_state_dict(path)
         logger.info(f'Loading weights to {MODEL_NAME} from "{path}" (epoch = {ckpt_epoch})')
         load_teacher_state_dict(self.model, sd, path)

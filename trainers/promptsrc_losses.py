@@ -37,7 +37,9 @@ def scl_text_loss(text_features: torch.Tensor, frozen_text_features: torch.Tenso
     return F.l1_loss(text_features.float(), frozen_text_features.float(), reduction="mean")
 
 
-def scl_image_loss(image_features: torch.Tensor, frozen_image_features: torch.Tensor) -> torch.Tensor:
+def scl_image_loss(
+    image_features: torch.Tensor, frozen_image_features: torch.Tensor
+) -> torch.Tensor:
     """L1 (mean) between prompted and frozen normalised image features."""
     return F.l1_loss(image_features.float(), frozen_image_features.float(), reduction="mean")
 
@@ -52,7 +54,9 @@ def scl_logits_loss(logits: torch.Tensor, zero_shot_logits: torch.Tensor) -> tor
 class PromptSRCLoss(nn.Module):
     """CE + the three SCL terms; returns a dict of named losses with the total under ``"loss"``."""
 
-    def __init__(self, text_weight: float = 25.0, image_weight: float = 10.0, logits_weight: float = 1.0):
+    def __init__(
+        self, text_weight: float = 25.0, image_weight: float = 10.0, logits_weight: float = 1.0
+    ):
         super().__init__()
         self.text_weight = float(text_weight)
         self.image_weight = float(image_weight)
@@ -130,13 +134,18 @@ class GaussianPromptAggregator:
     def apply(self, module: nn.Module) -> None:
         """Copy the aggregated values into ``module``'s trainable parameters."""
         if not self.sum:
-            raise RuntimeError("GPA has no aggregated epochs; call update() at each epoch end first")
+            raise RuntimeError(
+                "GPA has no aggregated epochs; call update() at each epoch end first"
+            )
         params = dict(module.named_parameters())
         for name, value in self.sum.items():
             params[name].copy_(value.to(params[name].dtype))
 
     def state_dict(self) -> dict:
-        return {"sum": {k: v.cpu() for k, v in self.sum.items()}, "epochs_seen": list(self.epochs_seen)}
+        return {
+            "sum": {k: v.cpu() for k, v in self.sum.items()},
+            "epochs_seen": list(self.epochs_seen),
+        }
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.sum = {k: v.to(device) for k, v in state["sum"].items()}

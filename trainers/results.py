@@ -78,7 +78,9 @@ def harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
 
 
-def write_results(output_dir: str, metrics: dict[str, float], cfg: Any, epoch: int | None) -> str | None:
+def write_results(
+    output_dir: str, metrics: dict[str, float], cfg: Any, epoch: int | None
+) -> str | None:
     """Write ``<output_dir>/results.json`` atomically on rank 0; returns the path (None elsewhere)."""
     from dassl.engine import distributed as dist
 
@@ -132,7 +134,12 @@ def full_class_info(dataset: Any) -> tuple[list[str], range, range, dict[str, li
         names = list(dataset.classnames)
         base, new = base_new_ranges(len(names))
         return list(names), base, new, None
-    return list(names), dataset.base_classes, dataset.new_classes, getattr(dataset, "full_splits", None)
+    return (
+        list(names),
+        dataset.base_classes,
+        dataset.new_classes,
+        getattr(dataset, "full_splits", None),
+    )
 
 
 def eval_subsets(dataset: Any, protocol: str, subsample: str = "all") -> list[EvalSubset]:
@@ -149,7 +156,14 @@ def eval_subsets(dataset: Any, protocol: str, subsample: str = "all") -> list[Ev
                     type(dataset).__name__,
                     subsample,
                 )
-                return [EvalSubset("all", list(dataset.test), list(dataset.classnames), range(0, len(dataset.classnames)))]
+                return [
+                    EvalSubset(
+                        "all",
+                        list(dataset.test),
+                        list(dataset.classnames),
+                        range(0, len(dataset.classnames)),
+                    )
+                ]
             test = list(dataset.test)
         else:
             test = list(full["test"])
@@ -161,7 +175,14 @@ def eval_subsets(dataset: Any, protocol: str, subsample: str = "all") -> list[Ev
         raise ValueError(f"unknown evaluation protocol {protocol!r} (expected 'base_new' or 'all')")
     if subsample != "all" or full is None:
         # the dataset's own (possibly subsampled) test split and class list
-        return [EvalSubset("all", list(dataset.test), list(dataset.classnames), range(0, len(dataset.classnames)))]
+        return [
+            EvalSubset(
+                "all",
+                list(dataset.test),
+                list(dataset.classnames),
+                range(0, len(dataset.classnames)),
+            )
+        ]
     return [EvalSubset("all", list(full["test"]), names, range(0, len(names)))]
 
 
@@ -225,10 +246,16 @@ class SubsetEvaluationMixin:
 
     def final_evaluation(self) -> dict[str, float]:
         """Evaluate every subset of the protocol and write ``results.json``; returns the metrics."""
-        subsets = eval_subsets(self.dm.dataset, self.eval_protocol(), self.cfg.DATASET.SUBSAMPLE_CLASSES)
+        subsets = eval_subsets(
+            self.dm.dataset, self.eval_protocol(), self.cfg.DATASET.SUBSAMPLE_CLASSES
+        )
         accs = {s.name: self.evaluate_subset(s)["accuracy"] for s in subsets}
         if "base" in accs and "new" in accs:
-            metrics = {"base": accs["base"], "new": accs["new"], "hm": harmonic_mean(accs["base"], accs["new"])}
+            metrics = {
+                "base": accs["base"],
+                "new": accs["new"],
+                "hm": harmonic_mean(accs["base"], accs["new"]),
+            }
             logger.info(
                 f"=> base-to-novel: base {metrics['base']:.2f}%, new {metrics['new']:.2f}%, "
                 f"HM {metrics['hm']:.2f}%"

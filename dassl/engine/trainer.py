@@ -229,12 +229,11 @@ class TrainerBase:
             if model is None:
                 continue
             for p in model.parameters():
-                if id(p) in seen or id(p) in self._ddp_param_ids or not p.requires_grad:
+                # Every rank runs the same code path, so the set of parameters holding a
+                # gradient (hence the sequence of all-reduces) is the same on all ranks.
+                if id(p) in seen or id(p) in self._ddp_param_ids or p.grad is None:
                     continue
                 seen.add(id(p))
-                if p.grad is None:
-                    # every rank must join every all-reduce: a missing grad counts as zero
-                    p.grad = torch.zeros_like(p)
                 dist_utils.all_reduce_mean_(p.grad)
 
     def model_update(self, names: str | list[str] | None = None) -> None:

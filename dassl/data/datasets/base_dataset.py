@@ -21,23 +21,35 @@ __all__ = ["Datum", "DatasetBase"]
 
 logger = get_logger(__name__)
 
-# Listings of recently seen directories. Datasets create Datums folder by folder, so an LRU of a
-# few directories turns one stat per image into one scandir per folder (ImageNet: 1.28M stats
-# become ~1k listings) while keeping upstream's "the file must exist" guarantee.
+# Listings of recently seen *large* directories. Datasets create Datums folder by folder, so an
+# LRU of a few directories turns one stat per image into one scandir per folder (ImageNet: 1.28M
+# stats become ~1k listings) while keeping upstream's "the file must exist" guarantee. Small
+# directories are not worth caching and are always checked with a real stat, so a file deleted
+# after its (small) folder was listed is reported missing.
 _DIR_CACHE: OrderedDict[str, frozenset[str]] = OrderedDict()
 _DIR_CACHE_SIZE = 32
+_MIN_CACHED_ENTRIES = 256
+_SMALL_DIRS: OrderedDict[str, None] = OrderedDict()  # known-small directories (LRU)
 
 
-def _listing(dirname: str) -> frozenset[str]:
+def _listing(dirname: str) -> frozenset[str] | None:
+    """The cached listing of a large directory, else None (small or unreadable)."""
     names = _DIR_CACHE.get(dirname)
     if names is not None:
         _DIR_CACHE.move_to_end(dirname)
         return names
+    if dirname in _SMALL_DIRS:
+        return None
     try:
         with os.scandir(dirname or ".") as it:
             names = frozenset(e.name for e in it)
     except OSError:
-        names = frozenset()
+        return None
+    if len(names) < _MIN_CACHED_ENTRIES:
+        _SMALL_DIRS[dirname] = None
+        if len(_SMALL_DIRS) > 4096:
+            _SMALL_DIRS.popitem(last=False)
+        return None
     _DIR_CACHE[dirname] = names
     if len(_DIR_CACHE) > _DIR_CACHE_SIZE:
         _DIR_CACHE.popitem(last=False)
@@ -45,9 +57,10 @@ def _listing(dirname: str) -> frozenset[str]:
 
 
 def _file_exists(path: str) -> bool:
-    """Fast existence check: cached parent listing first, a real stat on a miss."""
+    """Fast existence check: cached listing of a large parent first, a real stat otherwise."""
     dirname, base = os.path.split(path)
-    if base and base in _listing(dirname):
+    names = _listing(dirname)
+    if names is not None and base in names:
         return True
     # A miss may be a file created after the listing was cached: ask the filesystem.
     if os.path.isfile(path):
