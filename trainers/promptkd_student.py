@@ -176,6 +176,11 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
             raise ValueError(
                 f"TRAINER.PROMPTKD.PROJECTOR must be one of {list(PROJECTOR_TYPES)}, got {kd.PROJECTOR!r}"
             )
+        if kd.CE_WEIGHT != 0.0:
+            raise ValueError(
+                "TRAINER.PROMPTKD.CE_WEIGHT must be 0.0: the PromptKD student is unsupervised and "
+                "never reads labels (upstream also ignores this key)"
+            )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
             raise ValueError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "

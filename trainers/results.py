@@ -242,6 +242,8 @@ class SubsetEvaluationMixin:
         results = evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"test_{subset.name}/{k}", v, self.epoch)
+        if getattr(self, "_writer", None) is not None:
+            self._writer.log_test(f"test_{subset.name}", self.epoch + 1, results)
         return dict(results)
 
     def final_evaluation(self) -> dict[str, float]:

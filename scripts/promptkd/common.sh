@@ -166,12 +166,13 @@ pkd_signature() {
     done
 }
 
-# pkd_run RUN_DIR ARG...: run `train.py ARG... --output-dir RUN_DIR` unless already finished.
-# Appends EXTRA_OPTS. Output goes to RUN_DIR/stdout.txt (and the terminal unless QUIET=1).
+# pkd_run RUN_DIR ARG...: run `train.py --output-dir RUN_DIR ARG... EXTRA_OPTS` unless already
+# finished (flags must precede the KEY VALUE opts: train.py takes everything after the first
+# opt as opts). Output goes to RUN_DIR/stdout.txt (and the terminal unless QUIET=1).
 pkd_run() {
     local run_dir="$1"
     shift
-    local -a args=("$@" --output-dir "${run_dir}")
+    local -a args=(--output-dir "${run_dir}" "$@")
     if [ -n "${EXTRA_OPTS:-}" ]; then
         local -a extra
         read -r -a extra <<<"${EXTRA_OPTS}"
