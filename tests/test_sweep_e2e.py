@@ -61,14 +61,18 @@ def world(tmp_path_factory):
         "OMP_NUM_THREADS": "1",
     }
     env.pop("GPUS", None)
-    teacher_opts = [
-        *COMMON, "MODEL.BACKBONE.NAME", teacher, "TRAINER.PROMPTSRC.PREC", "fp32",
+    # The teacher's prompt shape (TRAINER.PROMPTSRC.*) is read by both stages.
+    teacher_prompts = [
         "TRAINER.PROMPTSRC.N_CTX_TEXT", "2", "TRAINER.PROMPTSRC.N_CTX_VISION", "2",
         "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
+    ]  # fmt: skip
+    teacher_opts = [
+        *COMMON, *teacher_prompts, "MODEL.BACKBONE.NAME", teacher, "TRAINER.PROMPTSRC.PREC", "fp32",
         "TRAINER.PROMPTSRC.GPA_MEAN", "1",
     ]  # fmt: skip
     student_opts = [
-        *COMMON, "MODEL.BACKBONE.NAME", student, "TRAINER.PROMPTKD.TEACHER_NAME", teacher,
+        *COMMON, *teacher_prompts, "MODEL.BACKBONE.NAME", student,
+        "TRAINER.PROMPTKD.TEACHER_NAME", teacher,
         "TRAINER.PROMPTKD.PREC", "fp32", "TRAINER.PROMPTKD.N_CTX_VISION", "2",
         "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "2",
     ]  # fmt: skip
@@ -140,7 +144,7 @@ def test_sweep_killed_midway_resumes_and_lists_every_run_once(world):
         assert set(res) >= {"base", "new", "hm", "seed", "dataset", "trainer"}
         argv = (run / "command.txt").read_text().split("\n")
         weight = argv[argv.index("TRAINER.PROMPTKD.KD_WEIGHT") + 1]
-        assert weight == ("200" if "DescribableTextures" in str(run) else "1000")
+        assert weight == ("200.0" if "DescribableTextures" in str(run) else "1000.0")
 
     runs = parse_test_res.collect(world["base"] / "output" / "base2novel")
     assert sorted((r.dataset, r.seed) for r in runs) == [

@@ -146,7 +146,7 @@ def test_teacher_then_students_layout_kd_weights_and_skip(env):
     for c in students:
         argv = c["argv"]
         weight = opt(argv, "TRAINER.PROMPTKD.KD_WEIGHT")
-        assert weight == ("200" if "DescribableTextures" in c["out"] else "1000")
+        assert weight == ("200.0" if "DescribableTextures" in c["out"] else "1000.0")
         seed = opt(argv, "--seed")
         teacher = opt(argv, "TRAINER.PROMPTKD.TEACHER_WEIGHTS")
         assert teacher.endswith(f"vit_l14_c2_ep20_batch8_4+4ctx/seed{seed}")
@@ -161,7 +161,7 @@ def test_teacher_then_students_layout_kd_weights_and_skip(env):
     proc = sh(env, SCRIPTS / "base2novel.sh", "eurosat", "1", check=False, KD_WEIGHT="5")
     assert proc.returncode != 0 and "refusing to overwrite" in proc.stderr
     sh(env, SCRIPTS / "base2novel.sh", "eurosat", "1", KD_WEIGHT="5", OVERWRITE="1")
-    assert opt(calls(env)[-1]["argv"], "TRAINER.PROMPTKD.KD_WEIGHT") == "5"
+    assert opt(calls(env)[-1]["argv"], "TRAINER.PROMPTKD.KD_WEIGHT") == "5.0"
     # EXTRA_OPTS are appended and part of the run's signature.
     proc = sh(
         env, SCRIPTS / "base2novel.sh", "dtd", "2", check=False, EXTRA_OPTS="OPTIM.MAX_EPOCH 1"
@@ -271,4 +271,26 @@ def test_sweep_rejects_bad_arguments(env):
     assert (
         "seed must be" in sh(env, SCRIPTS / "sweep.sh", "xd", "dtd", check=False, SEEDS="x").stderr
     )
+    assert calls(env) == []
+
+
+def test_scripts_name_configs_the_repository_ships(env, tmp_path):
+    real = {k: v for k, v in env.items() if k != "CONFIGS"}
+    released = Path(env["RELEASED_TEACHERS"])
+    for d, f in (
+        ("Caltech101", "VLPromptLearner/model-best.pth.tar"),
+        ("ImageNet-xd", "VLPromptLearner_large/model.pth.tar-20"),
+    ):
+        (released / d / f).parent.mkdir(parents=True)
+        (released / d / f).write_text("ckpt")
+        (released / d / "class_vectors.safetensors").write_text("cv")
+    for args in (
+        ("teacher.sh", "caltech101", "1"),
+        ("teacher.sh", "imagenet", "1", "cross"),
+        ("base2novel.sh", "caltech101", "1"),
+        ("xd.sh", "caltech101", "1"),
+        ("dg.sh", "1", "imagenet_r"),
+    ):
+        proc = sh(real, SCRIPTS / args[0], *args[1:], DRY_RUN="1")
+        assert "train.py" in proc.stdout
     assert calls(env) == []

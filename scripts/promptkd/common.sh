@@ -112,13 +112,17 @@ pkd_registry_name() {
     pkd_table_field "$1" 2
 }
 
-# The KD weight of DATASET: env KD_WEIGHT when set, else the table's value.
+# The KD weight of DATASET: env KD_WEIGHT when set, else the table's value; written as a float
+# literal (the config key is a float and yacs rejects an int).
 pkd_kd_weight() {
-    if [ -n "${KD_WEIGHT:-}" ]; then
-        echo "${KD_WEIGHT}"
-    else
-        pkd_table_field "$1" 3
+    local weight="${KD_WEIGHT:-}"
+    if [ -z "${weight}" ]; then
+        weight="$(pkd_table_field "$1" 3)"
     fi
+    if [[ "${weight}" =~ ^[0-9]+$ ]]; then
+        weight="${weight}.0"
+    fi
+    echo "${weight}"
 }
 
 pkd_check_seed() {
