@@ -16,6 +16,8 @@ pkd_check_seed "${seed}"
 name="$(pkd_registry_name "${dataset}")"
 kd_weight="$(pkd_kd_weight "${dataset}")"
 pkd_teacher_opts "${name}" "${seed}" "${name}/VLPromptLearner/model-best.pth.tar" || exit 1
+# A released teacher ships a checkpoint only: export its class vectors on first use.
+pkd_ensure_class_vectors "$(pkd_teacher_weights)" "${dataset}" "${PKD_TEACHER_DIR}/class_vectors.safetensors"
 
 pkd_run "$(pkd_run_dir base2novel "${name}" "${STUDENT_CFG}" "${seed}")" \
     --root "${DATA}" \

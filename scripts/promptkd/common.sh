@@ -15,6 +15,8 @@
 #   CONFIGS     directory of datasets/*.yaml and trainers/<T>/*.yaml    [<repo>/configs]
 #   EXTRA_OPTS  extra KEY VALUE config opts appended to every run (word-split on spaces),
 #               e.g. EXTRA_OPTS="OPTIM.MAX_EPOCH 2 DATALOADER.TRAIN_X.BATCH_SIZE 4"
+#   TEACHER_OPTS  extra KEY VALUE opts describing the teacher (e.g. MODEL.BACKBONE.NAME, prompt
+#               shape) given to tools/export_class_vectors.py when class vectors are exported
 #   OVERWRITE   1: rerun a finished run whose command differs from the one asked for
 #   DRY_RUN     1: print the commands instead of running them
 #
@@ -232,8 +234,8 @@ pkd_teacher_run() {
 # pkd_teacher_opts DATASET_DIR SEED RELEASED_FILE: point the student at its teacher. Sets
 # PKD_TEACHER_DIR (the directory holding class_vectors.safetensors) and the array
 # PKD_TEACHER_ARGS (TRAINER.PROMPTKD.TEACHER_WEIGHTS and CLASS_VECTORS opts). Our own finished
-# run comes first, then the released checkpoint (upstream layout), whose class vectors must
-# have been exported next to it (tools/download_teachers.py does that). Otherwise it prints
+# run comes first, then the released checkpoint (upstream layout), whose class vectors live
+# next to it (pkd_ensure_class_vectors exports them on first use). Otherwise it prints
 # every path tried and how to get a teacher, and returns 1.
 pkd_teacher_opts() {
     local dataset_dir="$1" seed="$2" released="${RELEASED_TEACHERS}/$3" run
@@ -248,11 +250,6 @@ pkd_teacher_opts() {
     fi
     if [ -f "${released}" ]; then
         PKD_TEACHER_DIR="${RELEASED_TEACHERS}/${dataset_dir}"
-        if [ ! -f "${PKD_TEACHER_DIR}/class_vectors.safetensors" ]; then
-            echo "error: released teacher ${released} has no ${PKD_TEACHER_DIR}/class_vectors.safetensors;" >&2
-            echo "export them from the checkpoint with tools/export_class_vectors.py (see docs/REPRODUCE.md)" >&2
-            return 1
-        fi
         # shellcheck disable=SC2034
         PKD_TEACHER_ARGS=(TRAINER.PROMPTKD.TEACHER_WEIGHTS "${released}"
             TRAINER.PROMPTKD.CLASS_VECTORS "${PKD_TEACHER_DIR}/class_vectors.safetensors")
@@ -269,4 +266,36 @@ pkd_teacher_opts() {
         echo "(set TEACHERS, RELEASED_TEACHERS or TEACHER_SEED if they live elsewhere)"
     } >&2
     return 1
+}
+
+# pkd_ensure_class_vectors WEIGHTS DATASET FILE: make sure FILE holds the teacher's class
+# vectors for DATASET's classes (the trained text prompts applied to its class names), exporting
+# them from the teacher checkpoint WEIGHTS with tools/export_class_vectors.py when FILE is
+# missing. Cross-dataset/DG students need this (the ImageNet teacher's own file holds ImageNet's
+# classes), and so do released teachers, which ship checkpoints only.
+pkd_ensure_class_vectors() {
+    local weights="$1" dataset="$2" file="$3"
+    [ -f "${file}" ] && return 0
+    local -a args=(--root "${DATA}"
+        --dataset-config-file "$(pkd_dataset_config "${dataset}")"
+        --config-file "$(pkd_trainer_config "${TEACHER_TRAINER}" "${TEACHER_CFG}")"
+        --teacher-weights "${weights}" --output "${file}")
+    if [ -n "${TEACHER_OPTS:-}" ]; then
+        local -a extra
+        read -r -a extra <<<"${TEACHER_OPTS}"
+        args+=("${extra[@]}")
+    fi
+    if [ "${DRY_RUN:-0}" = 1 ]; then
+        printf '%q ' "${PYTHON}" "${PKD_REPO}/tools/export_class_vectors.py" "${args[@]}"
+        echo
+        return 0
+    fi
+    pkd_log "export class vectors of $(pkd_registry_name "${dataset}") from ${weights} -> ${file}"
+    "${PYTHON}" "${PKD_REPO}/tools/export_class_vectors.py" "${args[@]}" ||
+        pkd_die "exporting class vectors to ${file} failed (see the message above)"
+}
+
+# pkd_teacher_weights: the TEACHER_WEIGHTS value chosen by pkd_teacher_opts.
+pkd_teacher_weights() {
+    echo "${PKD_TEACHER_ARGS[1]}"
 }

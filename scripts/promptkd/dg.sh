@@ -51,13 +51,9 @@ for seed in ${seeds}; do
                 # -Sketch have ImageNet's 1000 class names, so ImageNet's file serves them too.
                 pkd_teacher_opts ImageNet-xd "${seed}" ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 || exit 1
                 vectors="${PKD_TEACHER_DIR}/class_vectors_${name}.safetensors"
-                if [ ! -f "${vectors}" ]; then
-                    case "${target}" in
-                        imagenetv2 | imagenet_sketch) vectors="${PKD_TEACHER_DIR}/class_vectors.safetensors" ;;
-                        *) pkd_die "missing ${vectors}: export the teacher's class vectors for ${name} (tools/export_class_vectors.py)" ;;
-                    esac
-                fi
-                PKD_TEACHER_ARGS+=(TRAINER.PROMPTKD.CLASS_VECTORS "${vectors}")
+                pkd_ensure_class_vectors "$(pkd_teacher_weights)" "${target}" "${vectors}"
+                PKD_TEACHER_ARGS=(TRAINER.PROMPTKD.TEACHER_WEIGHTS "$(pkd_teacher_weights)"
+                    TRAINER.PROMPTKD.CLASS_VECTORS "${vectors}")
                 pkd_run "$(pkd_run_dir dg-eval "${name}" "${XD_CFG}" "${seed}")" \
                     --root "${DATA}" \
                     --seed "${seed}" \

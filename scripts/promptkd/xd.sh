@@ -16,6 +16,16 @@ pkd_check_seed "${seed}"
 name="$(pkd_registry_name "${dataset}")"
 kd_weight="$(pkd_kd_weight "${dataset}")"
 pkd_teacher_opts ImageNet-xd "${seed}" ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 || exit 1
+# The student is scored against the teacher's text features of the TARGET's classes (the
+# ImageNet-trained prompts applied to DATASET's class names), exported once per target.
+if [ "${dataset}" != imagenet ]; then
+    vectors="${PKD_TEACHER_DIR}/class_vectors_${name}.safetensors"
+    pkd_ensure_class_vectors "$(pkd_teacher_weights)" "${dataset}" "${vectors}"
+    PKD_TEACHER_ARGS=(TRAINER.PROMPTKD.TEACHER_WEIGHTS "$(pkd_teacher_weights)"
+        TRAINER.PROMPTKD.CLASS_VECTORS "${vectors}")
+else
+    pkd_ensure_class_vectors "$(pkd_teacher_weights)" imagenet "${PKD_TEACHER_DIR}/class_vectors.safetensors"
+fi
 
 pkd_run "$(pkd_run_dir "${PKD_STAGE:-xd}" "${name}" "${XD_CFG}" "${seed}")" \
     --root "${DATA}" \
