@@ -28,21 +28,18 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-import torch  # noqa: E402
 
 import clip  # noqa: E402
 from dassl.data.datasets import build_dataset  # noqa: E402
-from dassl.engine.precision import Precision  # noqa: E402
+from dassl.engine.precision import Precision, resolve_device  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
-from trainers.class_vectors import save_class_vectors, sha256_file  # noqa: E402
 from trainers.promptkd_teacher import (  # noqa: E402
     TeacherCLIP,
     cast_frozen,
-    compute_class_vectors,
     ivlp_design_details,
     load_teacher_state_dict,
-    prompt_settings,
     read_teacher_state_dict,
+    store_class_vectors,
 )
 from trainers.results import full_class_info  # noqa: E402
 
@@ -55,7 +52,7 @@ def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
     """Build the teacher from ``cfg``, load ``teacher_weights`` strictly, write ``output``."""
     node = cfg.TRAINER.PROMPTSRC
     dataset = build_dataset(cfg)
-    names, base, new, _ = full_class_info(dataset)
+    names, _, _, _ = full_class_info(dataset)
     sd, file, epoch = read_teacher_state_dict(teacher_weights)
     logger.info(f"Teacher checkpoint: {file} (epoch = {epoch})")
     clip_model, _ = clip.load(
@@ -64,24 +61,10 @@ def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
     model = TeacherCLIP(clip_model, names, node.N_CTX_TEXT, node.CTX_INIT)
     model.requires_grad_(False)
     load_teacher_state_dict(model, sd, file)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+    device = resolve_device(cfg.USE_CUDA)
     precision = Precision.from_name(node.PREC, device)
     cast_frozen(model, precision.frozen_dtype).to(device)
-    vectors = compute_class_vectors(model, names, precision.autocast)
-    save_class_vectors(
-        output,
-        vectors,
-        names,
-        base_classes=base,
-        new_classes=new,
-        dataset=cfg.DATASET.NAME,
-        teacher_backbone=cfg.MODEL.BACKBONE.NAME,
-        teacher_checkpoint_sha256=sha256_file(file),
-        prompt=prompt_settings(node),
-        logit_scale=float(model.logit_scale.detach().float().exp()),
-    )
-    logger.info(f"Class vectors of {len(names)} classes ({vectors.shape[1]}-d) saved to {output}")
-    return output
+    return store_class_vectors(model, cfg, dataset, output, file, precision.autocast)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
 from dassl.utils.logger import get_logger
 
-from .prompt_learner import TextEncoder, prompt_texts
+from .prompt_learner import PromptedCLIP, prompt_texts
 from .promptkd_teacher import cast_frozen
 from .results import EvalSubset, SubsetEvaluationMixin
 
@@ -122,29 +122,8 @@ class CoOpPromptLearner(nn.Module):
         return self.build(prefix.to(dev), suffix.to(dev), name_lens), tokenized.to(dev)
 
 
-class CoOpCLIP(nn.Module):
-    def __init__(self, clip_model: nn.Module, learner: CoOpPromptLearner):
-        super().__init__()
-        self.prompt_learner = learner
-        self.image_encoder = clip_model.visual
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-
-    def text_features(self, classnames: Sequence[str] | None = None) -> torch.Tensor:
-        if classnames is None:
-            prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
-        else:
-            prompts, tokenized = self.prompt_learner.prompts_for(classnames)
-        t = self.text_encoder(prompts, tokenized).float()
-        return t / t.norm(dim=-1, keepdim=True)
-
-    def logits(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        f = self.image_encoder(images.to(self.image_encoder.conv1.weight.dtype)).float()
-        f = f / f.norm(dim=-1, keepdim=True)
-        return self.logit_scale.exp().float() * f @ text.t()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.logits(images, self.text_features())
+class CoOpCLIP(PromptedCLIP):
+    """CLIP with CoOp's learnable text context (upstream ``CustomCLIP`` layout)."""
 
 
 @TRAINER_REGISTRY.register()

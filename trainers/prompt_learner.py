@@ -130,3 +130,44 @@ class VLPromptLearner(nn.Module):
         device = self.ctx.device
         prompts = self.construct_prompts(prefix.to(device), suffix.to(device))
         return prompts, tokenized.to(device)
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+class PromptedCLIP(nn.Module):
+    """Upstream ``CustomCLIP`` layout shared by the text-prompt trainers (CoOp, the teacher).
+
+    Keys: ``prompt_learner.*``, ``image_encoder.*``, ``text_encoder.*``, ``logit_scale``, so
+    checkpoints are interchangeable with upstream ones. ``prompt_learner`` must provide
+    ``forward()``, ``tokenized_prompts`` and ``prompts_for(classnames)``.
+    """
+
+    def __init__(self, clip_model: nn.Module, prompt_learner: nn.Module):
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+
+    def text_features(self, classnames: Sequence[str] | None = None) -> torch.Tensor:
+        """Normalised prompted text features of the built classes (or of ``classnames``)."""
+        if classnames is None:
+            prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
+        else:
+            prompts, tokenized = self.prompt_learner.prompts_for(classnames)
+        return _normalize(self.text_encoder(prompts, tokenized))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised image features (float32)."""
+        return _normalize(self.image_encoder(images.to(self.image_encoder.conv1.weight.dtype)))
+
+    def logits(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``logit_scale * f_img @ text^T`` against given (normalised) text features."""
+        return self.logit_scale.exp().float() * self.image_features(images) @ text.t()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of ``images`` over the built classes."""
+        return self.logits(images, self.text_features())

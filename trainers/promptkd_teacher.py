@@ -32,7 +32,7 @@ from dassl.utils.logger import get_logger
 
 from .class_vectors import save_class_vectors, sha256_file
 from .imagenet_templates import IMAGENET_TEMPLATES
-from .prompt_learner import TextEncoder, VLPromptLearner, fixed_buffer_keys
+from .prompt_learner import PromptedCLIP, VLPromptLearner, _normalize, fixed_buffer_keys
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .results import EvalSubset, SubsetEvaluationMixin, full_class_info
 
@@ -46,6 +46,7 @@ __all__ = [
     "read_teacher_state_dict",
     "load_teacher_state_dict",
     "compute_class_vectors",
+    "store_class_vectors",
     "cast_frozen",
 ]
 
@@ -88,38 +89,11 @@ def cast_frozen(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     return module
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    x = x.float()
-    return x / x.norm(dim=-1, keepdim=True)
-
-
-class TeacherCLIP(nn.Module):
-    """Upstream ``CustomCLIP`` layout: prompt_learner, image_encoder, text_encoder, logit_scale."""
+class TeacherCLIP(PromptedCLIP):
+    """The prompted teacher: upstream ``CustomCLIP`` with an IVLP text prompt learner."""
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], n_ctx: int, ctx_init: str):
-        super().__init__()
-        self.prompt_learner = VLPromptLearner(classnames, clip_model, n_ctx, ctx_init)
-        self.image_encoder = clip_model.visual
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-
-    def text_features(self, classnames: Sequence[str] | None = None) -> torch.Tensor:
-        """Normalised prompted text features of the built classes (or of ``classnames``)."""
-        if classnames is None:
-            prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
-        else:
-            prompts, tokenized = self.prompt_learner.prompts_for(classnames)
-        return _normalize(self.text_encoder(prompts, tokenized))
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        dtype = self.image_encoder.conv1.weight.dtype
-        return _normalize(self.image_encoder(images.to(dtype)))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of ``images`` over the built classes."""
-        return (
-            self.logit_scale.exp().float() * self.image_features(images) @ self.text_features().t()
-        )
+        super().__init__(clip_model, VLPromptLearner(classnames, clip_model, n_ctx, ctx_init))
 
 
 @torch.no_grad()
@@ -135,6 +109,37 @@ def compute_class_vectors(
             out.append(model.text_features(list(classnames[i : i + chunk])).float().cpu())
     model.train(was_training)
     return torch.cat(out, dim=0)
+
+
+def store_class_vectors(
+    model: TeacherCLIP,
+    cfg: Any,
+    dataset: Any,
+    output: str,
+    checkpoint: str | None,
+    autocast: Callable[[], Any],
+) -> str:
+    """Compute the class vectors of ALL classes of ``dataset`` and write them with metadata.
+
+    Shared by the teacher (after training) and ``tools/export_class_vectors.py`` so both write
+    the same file; ``checkpoint`` (the teacher weights file) is recorded by its SHA-256.
+    """
+    names, base, new, _ = full_class_info(dataset)
+    vectors = compute_class_vectors(model, names, autocast)
+    save_class_vectors(
+        output,
+        vectors,
+        names,
+        base_classes=base,
+        new_classes=new,
+        dataset=cfg.DATASET.NAME,
+        teacher_backbone=cfg.MODEL.BACKBONE.NAME,
+        teacher_checkpoint_sha256=sha256_file(checkpoint) if checkpoint else "",
+        prompt=prompt_settings(cfg.TRAINER.PROMPTSRC),
+        logit_scale=float(model.logit_scale.detach().float().exp()),
+    )
+    logger.info(f"Class vectors of {len(names)} classes ({vectors.shape[1]}-d) saved to {output}")
+    return output
 
 
 def resolve_teacher_checkpoint(path: str) -> str:
@@ -355,29 +360,14 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         """Store the teacher text features of ALL classes (rank 0); returns the file path."""
         if not dist.is_main_process():
             return None
-        cfg = self.cfg
-        names, base, new, _ = full_class_info(self.dm.dataset)
-        vectors = compute_class_vectors(self.model, names, self.precision.autocast)
         try:
             ckpt = resolve_teacher_checkpoint(self.output_dir)
-            digest = sha256_file(ckpt)
         except FileNotFoundError:
-            digest = ""
+            ckpt = None
         path = path or os.path.join(self.output_dir, CLASS_VECTORS_FILE)
-        save_class_vectors(
-            path,
-            vectors,
-            names,
-            base_classes=base,
-            new_classes=new,
-            dataset=cfg.DATASET.NAME,
-            teacher_backbone=cfg.MODEL.BACKBONE.NAME,
-            teacher_checkpoint_sha256=digest,
-            prompt=prompt_settings(cfg.TRAINER.PROMPTSRC),
-            logit_scale=float(self.model.logit_scale.detach().float().exp()),
+        return store_class_vectors(
+            self.model, self.cfg, self.dm.dataset, path, ckpt, self.precision.autocast
         )
-        logger.info(f"Class vectors of {len(names)} classes saved to {path}")
-        return path
 
     # ------------------------------------------------------------------ evaluation / loading
     def model_inference(self, images: torch.Tensor) -> torch.Tensor:

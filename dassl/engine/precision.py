@@ -24,11 +24,25 @@ import torch
 
 from dassl.utils.logger import get_logger
 
-__all__ = ["PRECISIONS", "Precision"]
+__all__ = ["PRECISIONS", "Precision", "resolve_device"]
 
 logger = get_logger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "amp", "bf16")
+
+
+def resolve_device(use_cuda: bool = True) -> torch.device:
+    """The device of this process: its local GPU under torchrun, ``cuda`` or ``cpu``.
+
+    ``use_cuda`` is ``cfg.USE_CUDA``. Every trainer and tool resolves its device here.
+    """
+    if not (use_cuda and torch.cuda.is_available()):
+        return torch.device("cpu")
+    from dassl.engine import distributed as dist_utils
+
+    if dist_utils.get_world_size() > 1:
+        return torch.device("cuda", dist_utils.get_local_rank())
+    return torch.device("cuda")
 
 
 class Precision:

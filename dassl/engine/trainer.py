@@ -28,7 +28,7 @@ from dassl.utils.logger import get_logger
 from . import checkpointer
 from . import distributed as dist_utils
 from .metric_writer import MetricWriter
-from .precision import Precision
+from .precision import Precision, resolve_device
 
 __all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
 
@@ -332,13 +332,7 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.check_cfg(cfg)
 
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            if dist_utils.get_world_size() > 1:
-                self.device = torch.device("cuda", dist_utils.get_local_rank())
-            else:
-                self.device = torch.device("cuda")
-        else:
-            self.device = torch.device("cpu")
+        self.device = resolve_device(cfg.USE_CUDA)
 
         # Save as attributes some frequently used variables
         self.start_epoch = self.epoch = 0
