@@ -178,7 +178,10 @@ def generate_toy_shapes(
                 return dataset_dir
             logger.warning(f"Replacing incomplete or outdated ToyShapes directory {dataset_dir}")
             stale = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.stale-", dir=root)
-            os.rename(dataset_dir, os.path.join(stale, DATASET_DIR))
+            try:
+                os.rename(dataset_dir, os.path.join(stale, DATASET_DIR))
+            except FileNotFoundError:  # a concurrent generator moved it away first
+                pass
             shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp_dir, dataset_dir)
