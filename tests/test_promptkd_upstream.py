@@ -12,7 +12,7 @@ from datasets.toy_render import CLASSNAMES
 from datasets.toy_shapes import generate_toy_shapes
 from tools.export_class_vectors import main as export_main
 from trainers.class_vectors import load_class_vectors
-from trainers.promptkd_student import build_teacher_visual
+from trainers.promptkd_student import build_teacher_visual, teacher_vision_design
 from trainers.promptkd_teacher import (
     TeacherCLIP,
     load_teacher_state_dict,
@@ -116,8 +116,33 @@ def test_teacher_image_tower_strict(upstream_ckpt):
     }
     with pytest.raises(RuntimeError, match="lacks image-encoder keys.*VPT_shallow"):
         build_teacher_visual(no_prompt, DESIGN, file)
-    with pytest.raises(RuntimeError, match="PROMPT_DEPTH_VISION"):
+    with pytest.raises(RuntimeError, match="does not fit the teacher prompt settings"):
         build_teacher_visual(sd, dict(DESIGN, vision_depth=1), file)
+
+
+def test_teacher_vision_design_read_off_the_checkpoint(upstream_ckpt):
+    sd, file, _ = read_teacher_state_dict(upstream_ckpt["ckpt"])
+    design = teacher_vision_design(sd, file)
+    assert (design["vision_depth"], design["vision_ctx"]) == (
+        DESIGN["vision_depth"],
+        DESIGN["vision_ctx"],
+    )
+    # The tower built from the derived design equals the one built from the true settings.
+    a, b = build_teacher_visual(sd, design, file), build_teacher_visual(sd, DESIGN, file)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(a.float()(x), b.float()(x))
+    # No vision prompts at all -> depth 0; a gap in the layers or a shape mismatch -> error.
+    plain = {k: v for k, v in sd.items() if "VPT" not in k or not k.startswith("image_encoder")}
+    assert teacher_vision_design(plain, file)["vision_depth"] == 0
+    gap = dict(sd)
+    gap["image_encoder.transformer.resblocks.3.VPT_shallow"] = sd["image_encoder.VPT"].clone()
+    with pytest.raises(RuntimeError, match="not the contiguous layers"):
+        teacher_vision_design(gap, file)
+    bad = dict(sd)
+    bad["image_encoder.transformer.resblocks.1.VPT_shallow"] = torch.zeros(5, 3)
+    with pytest.raises(RuntimeError, match="layer-1 vision prompts have shape"):
+        teacher_vision_design(bad, file)
 
 
 def test_export_tool_matches_upstream_text_features(upstream_ckpt):

@@ -326,20 +326,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train one toy model, save ``toy-<model>.pt`` and update the sidecar; returns its entry."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
     recipe = dict(RECIPES[args.model])
     for key in ("steps", "batch_size", "lr", "seed"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
 
-    start = time.time()
-    model = pretrain(args.model, eval_every=args.eval_every, log_every=args.log_every, **recipe)
-    train_seconds = time.time() - start
-
-    state_dict = export_state_dict(model)
-    # Score the model exactly as consumers get it: the saved fp16 weights through build_model.
-    loaded = build_model(state_dict).float().eval()
-    scores = zero_shot_base_new(loaded, n_per_class=args.eval_per_class)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        start = time.time()
+        model = pretrain(args.model, eval_every=args.eval_every, log_every=args.log_every, **recipe)
+        train_seconds = time.time() - start
+        state_dict = export_state_dict(model)
+        # Score the model as consumers get it: the saved fp16 weights through build_model.
+        loaded = build_model(state_dict).float().eval()
+        scores = zero_shot_base_new(loaded, n_per_class=args.eval_per_class)
+    finally:
+        torch.set_num_threads(previous_threads)
     logger.info(
         f"toy-{args.model} zero-shot (ToyShapes test): base {scores['base']:.2f} "
         f"new {scores['new']:.2f} HM {scores['hm']:.2f} 36-way {scores['all']:.2f} "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "PromptKDStudent",
     "PromptKD",
     "build_teacher_visual",
+    "teacher_vision_design",
 ]
 
 logger = get_logger(__name__)
@@ -146,16 +148,48 @@ def build_teacher_visual(
     except ValueError as err:
         raise RuntimeError(
             f"Teacher checkpoint {source} does not fit the teacher prompt settings "
-            f"{design_details} (TRAINER.PROMPTSRC.N_CTX_VISION / PROMPT_DEPTH_VISION): {err}"
+            f"{design_details}: {err}"
         ) from err
     missing = [k for k in visual.state_dict() if "visual." + k not in visual_sd]
     if missing:
         raise RuntimeError(
             f"Teacher checkpoint {source} lacks image-encoder keys {missing} required by the "
-            f"teacher prompt settings {design_details} (TRAINER.PROMPTSRC.N_CTX_VISION / "
-            "PROMPT_DEPTH_VISION); a missing prompt would silently stay random"
+            f"teacher prompt settings {design_details}; a missing prompt would silently stay random"
         )
     return visual
+
+
+_VISION_PROMPT_KEY = re.compile(r"image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow")
+
+
+def teacher_vision_design(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
+    """IVLP vision-prompt settings of a teacher, read off its checkpoint's keys.
+
+    ``image_encoder.VPT`` gives the context length, the ``VPT_shallow`` layers 1..d-1 the depth.
+    The student thus needs no copy of the teacher's prompt config (upstream hard-codes depth 9,
+    defect 7); gaps in the layers or differing shapes are errors, never silently random prompts.
+    """
+    design = {"trainer": "IVLP", "language_depth": 0, "language_ctx": 0}
+    vpt = state_dict.get("image_encoder.VPT")
+    if vpt is None:
+        return {**design, "vision_depth": 0, "vision_ctx": 0}
+    layers = sorted(
+        int(m.group(1)) for k in state_dict if (m := _VISION_PROMPT_KEY.fullmatch(k)) is not None
+    )
+    depth = 1 + len(layers)
+    if layers != list(range(1, depth)):
+        raise RuntimeError(
+            f"Teacher checkpoint {source}: deep vision prompts exist for layers {layers}, which "
+            f"are not the contiguous layers 1..{depth - 1} an IVLP teacher has"
+        )
+    for n in layers:
+        shape = tuple(state_dict[f"image_encoder.transformer.resblocks.{n}.VPT_shallow"].shape)
+        if shape != tuple(vpt.shape):
+            raise RuntimeError(
+                f"Teacher checkpoint {source}: layer-{n} vision prompts have shape {shape}, "
+                f"image_encoder.VPT has {tuple(vpt.shape)}"
+            )
+    return {**design, "vision_depth": depth, "vision_ctx": int(vpt.shape[0])}
 
 
 @TRAINER_REGISTRY.register()
@@ -298,9 +332,12 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         path = resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS)
         sd, file, _ = read_teacher_state_dict(path)
         logger.info(f"Loading teacher image encoder ({kd.TEACHER_NAME}) from {file}")
-        visual = build_teacher_visual(
-            sd, ivlp_design_details(cfg.TRAINER.PROMPTSRC), file, kd.TEACHER_NAME
+        design = teacher_vision_design(sd, file)
+        logger.info(
+            f"Teacher vision prompts (from the checkpoint): depth {design['vision_depth']}, "
+            f"{design['vision_ctx']} tokens"
         )
+        visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
         self.class_vectors.validate(dim=visual.output_dim)
         if "logit_scale" not in sd:
             raise RuntimeError(f"Teacher checkpoint {file} has no logit_scale")
