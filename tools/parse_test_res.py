@@ -582,6 +582,40 @@ def render(tables: list[MethodTable], fmt: str = "text", with_paper: bool = Fals
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
+def render_compact(tables: list[MethodTable], fmt: str = "text") -> str:
+    """One table, one row per (method, dataset): Base / New / HM (or accuracy), mean ± std.
+
+    The methods keep the order of ``tables``; a dataset's row appears for every method that has
+    it (the average row only when a method covers several datasets).
+    """
+    headers = ["Method", "Dataset", "Base", "New", "HM", "Accuracy", "Seeds"]
+    body = []
+    for table in tables:
+        rows = list(table.rows)
+        if table.average is not None and len(table.rows) > 1:
+            rows.append(table.average)
+        for row in rows:
+            cells = [_cell(getattr(row, k)) for k in ("base", "new", "hm", "accuracy")]
+            seeds = f"{len(row.seeds) - len(row.missing_seeds)}/{len(row.seeds)}"
+            body.append([table.method, row.dataset, *cells, seeds])
+    keep = [i for i in range(len(headers)) if i < 2 or i == 6 or any(r[i] != "-" for r in body)]
+    headers = [headers[i] for i in keep]
+    body = [[r[i] for i in keep] for r in body]
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n"
+
+
+def order_tables(tables: list[MethodTable], methods: Sequence[str] | None) -> list[MethodTable]:
+    """Keep only ``methods`` (in that order) when given; unknown names are an error."""
+    if not methods:
+        return tables
+    by_name = {t.method: t for t in tables}
+    unknown = [m for m in methods if m not in by_name]
+    if unknown:
+        raise KeyError(f"no runs for method(s) {unknown}; found {sorted(by_name)}")
+    return [by_name[m] for m in methods]
+
+
 def _comparison(tables: list[MethodTable], tablefmt: str, fmt: str) -> str:
     """Methods side by side: HM (base-to-novel) or accuracy per dataset."""
     datasets = _dataset_order({r.dataset for t in tables for r in t.rows})
@@ -634,6 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when any run or seed is missing"
     )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="text/markdown: one table with a row per method and dataset",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", help="only these methods (path below DIR), in this order"
+    )
     return parser
 
 
@@ -652,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("--keyword %s: results.json ignored, reading logs only", args.keyword)
     try:
         tables = build_tables(runs, args.seeds, args.paper_method if args.paper else None)
+        tables = order_tables(tables, args.methods)
     except KeyError as exc:
         logger.error("%s", exc.args[0])
         return 1
@@ -659,7 +702,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for table in tables:  # stdout stays machine-readable; the notes go to stderr
             for note in _notes(table):
                 logger.warning("%s: %s", table.method, note)
-    sys.stdout.write(render(tables, args.format, args.paper))
+    if args.compact and args.format in ("text", "markdown"):
+        sys.stdout.write(render_compact(tables, args.format))
+    else:
+        sys.stdout.write(render(tables, args.format, args.paper))
     incomplete = any(r.missing_seeds or r.partial_runs for t in tables for r in t.rows)
     if args.strict and incomplete:
         return 1
