@@ -207,3 +207,20 @@ def test_errors(tmp_path, capsys, caplog):
     write_result(tmp_path / "EuroSAT" / "seed1", base=1.0, new=2.0)
     rc, _, _ = run_main(capsys, tmp_path, "--paper", "--paper-method", "NoSuchMethod")
     assert rc == 1 and "choose from" in caplog.text
+
+
+def test_compact_view_orders_methods_and_rejects_unknown_ones(tmp_path, capsys):
+    for method, (base, new) in {"zs": (30.0, 40.0), "kd": (50.0, 60.0)}.items():
+        for seed, delta in ((1, 0.0), (2, 2.0)):
+            write_result(
+                tmp_path / method / "ToyShapes" / f"seed{seed}", base=base + delta, new=new + delta
+            )
+    rc, out, _ = run_main(capsys, str(tmp_path), "--compact", "--methods", "zs", "kd")
+    assert rc == 0
+    lines = [line.split() for line in out.strip().splitlines()[2:]]
+    assert [line[0] for line in lines] == ["zs", "kd"]  # the requested order, one row each
+    # zs: Base 31 ± 1, New 41 ± 1, HM = HM(31, 41) of the seed means = 35.31
+    assert lines[0][2:5] == ["31.00", "±", "1.00"] and lines[0][5:8] == ["41.00", "±", "1.00"]
+    assert lines[0][8] == f"{2 * 31 * 41 / 72:.2f}" and lines[0][-1] == "2/2"
+    rc, _, _ = run_main(capsys, str(tmp_path), "--compact", "--methods", "zs", "nope")
+    assert rc == 1
