@@ -352,8 +352,32 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def make_captions(batch: RenderedBatch, rng: np.random.Generator) -> list[str]:
+# Caption vocabularies: the words a pretraining corpus uses for the shapes. "classnames" names
+# shapes as the ToyShapes class names do; "synonyms" is another corpus that describes the same
+# shapes with other words, so a CLIP pretrained on it has image features that separate the shapes
+# but a text tower that has never seen the class names' shape words.
+SHAPE_VOCABULARIES: dict[str, dict[str, str]] = {
+    "classnames": {s: s for s in SHAPES},
+    "synonyms": {
+        "circle": "disc",
+        "square": "box",
+        "triangle": "wedge",
+        "star": "sparkle",
+        "cross": "plus",
+        "ring": "donut",
+    },
+}
+
+
+def make_captions(
+    batch: RenderedBatch, rng: np.random.Generator, vocabulary: str = "classnames"
+) -> list[str]:
     """One caption per image, each from a uniformly drawn template."""
+    if vocabulary not in SHAPE_VOCABULARIES:
+        raise ValueError(
+            f"Unknown caption vocabulary {vocabulary!r}; expected one of {sorted(SHAPE_VOCABULARIES)}"
+        )
+    words = SHAPE_VOCABULARIES[vocabulary]
     which = rng.integers(0, len(CAPTION_TEMPLATES), batch.labels.shape[0])
     captions = []
     for i, t in enumerate(which):
@@ -361,7 +385,7 @@ def make_captions(batch: RenderedBatch, rng: np.random.Generator) -> list[str]:
         captions.append(
             CAPTION_TEMPLATES[t].format(
                 c=colour,
-                s=shape,
+                s=words[shape],
                 z="large" if batch.large[i] else "small",
                 p=batch.position[i],
                 b="bright" if batch.bright[i] else "dark",
@@ -371,9 +395,9 @@ def make_captions(batch: RenderedBatch, rng: np.random.Generator) -> list[str]:
 
 
 def sample_pretrain_batch(
-    rng: np.random.Generator, batch_size: int, size: int = 32
+    rng: np.random.Generator, batch_size: int, size: int = 32, vocabulary: str = "classnames"
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Fresh pretraining data: uniformly drawn classes, images and captions."""
     labels = rng.integers(0, len(CLASSNAMES), batch_size)
     batch = render_batch(labels, rng, "pretrain", size=size)
-    return batch.images, make_captions(batch, rng), labels
+    return batch.images, make_captions(batch, rng, vocabulary), labels

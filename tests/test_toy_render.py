@@ -1,6 +1,7 @@
 """The toy-world renderer: determinism, class set, shape geometry, captions, domains."""
 
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -11,6 +12,7 @@ from datasets.toy_render import (
     CAPTION_TEMPLATES,
     CLASSNAMES,
     COLOURS,
+    SHAPE_VOCABULARIES,
     SHAPES,
     _hue_rotate,
     _shape_mask,
@@ -72,6 +74,27 @@ def test_captions_name_the_object():
     assert all("{c}" in t and "{s}" in t for t in CAPTION_TEMPLATES)
     for field in ("{z}", "{p}", "{b}"):
         assert any(field in t for t in CAPTION_TEMPLATES)
+
+
+def test_synonym_vocabulary_never_uses_the_class_names_shape_words():
+    """The student's caption corpus describes the same shapes with other words."""
+    from clip import tokenize
+
+    labels = np.repeat(np.arange(36), 5)
+    batch = render_batch(labels, np.random.default_rng(0), "pretrain")
+    plain = make_captions(batch, np.random.default_rng(1))
+    syn = make_captions(batch, np.random.default_rng(1), vocabulary="synonyms")
+    words = SHAPE_VOCABULARIES["synonyms"]
+    assert set(words) == set(SHAPES) and len(set(words.values())) == len(SHAPES)
+    shape_tokens = {int(t) for s in SHAPES for t in tokenize(s)[0] if 0 < t < 49406}
+    for label, a, b in zip(labels, plain, syn):
+        colour, shape = class_parts(int(label))
+        # same template draws, other shape word ("rendering" must keep its "ring")
+        assert b == re.sub(rf"\b{shape}\b", words[shape], a)
+        assert colour in b and not any(s in b.split() or f"{s}." in b for s in SHAPES), b
+        assert not shape_tokens & {int(t) for t in tokenize(b)[0]}
+    with pytest.raises(ValueError, match="caption vocabulary"):
+        make_captions(batch, np.random.default_rng(1), vocabulary="nope")
 
 
 def _area(shape: str, n: int = 801) -> float:

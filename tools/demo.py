@@ -19,6 +19,7 @@ it would run now (so re-running resumes; changing an option reruns what it affec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -174,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = (args.train_per_class, args.val_per_class, args.test_per_class)
     os.makedirs(args.data, exist_ok=True)
     logger.info("ToyShapes data (%d/%d/%d images per class) in %s", *sizes, args.data)
-    generate_toy_shapes(args.data, *sizes)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the final table
+        generate_toy_shapes(args.data, *sizes)
     data = {"per_class": sizes}
 
     start = time.time()
