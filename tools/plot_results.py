@@ -171,7 +171,8 @@ def plot_curves(root: Path, out: Path) -> Path:
     plotted = False
     for path in files:
         run = path.parent.relative_to(root).as_posix() if root.is_dir() else path.parent.name
-        run = run or path.parent.name
+        if run in ("", "."):  # root is the run dir itself
+            run = path.parent.name
         losses: dict[str, list[tuple[float, float]]] = {}
         lrs: list[tuple[float, float]] = []
         tests: dict[str, list[tuple[float, float]]] = {}

@@ -503,6 +503,12 @@ class _EpochLogger:
         self.losses = MetricMeter()
         self.batch_time = AverageMeter()
         self.data_time = AverageMeter()
+        # The lr this epoch trains with: trainers step the scheduler inside the last batch, so
+        # reading it at the end would give the next epoch's value (upstream's log lines do).
+        try:
+            self.epoch_lr: float | None = trainer.get_current_lr()
+        except RuntimeError:  # nothing registered with an optimizer (e.g. a frozen baseline)
+            self.epoch_lr = None
 
     def step(self, batch_idx: int, loss_summary: dict[str, Any] | None) -> None:
         t = self.t
@@ -534,9 +540,8 @@ class _EpochLogger:
     def finish(self) -> None:
         t = self.t
         if t._writer is not None:
-            lr = t.get_current_lr() if t.get_model_names() else None
             t._writer.log_train_epoch(
-                t.epoch + 1, {k: m.avg for k, m in self.losses.meters.items()}, lr
+                t.epoch + 1, {k: m.avg for k, m in self.losses.meters.items()}, self.epoch_lr
             )
 
 
