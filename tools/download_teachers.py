@@ -36,25 +36,18 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools import paper_numbers  # noqa: E402
+
 logger = logging.getLogger("download_teachers")
 
 DRIVE_FOLDER_ID = "1OdQ9WauZmYAzVSUTTw7tIKKChyECIS5B"
 BAIDU_URL = "https://pan.baidu.com/s/1KNJ1mhNKoxdSli4ZldeZUg?pwd=mjf4"
 TERABOX_URL = "https://terabox.com/s/1X4mxJtSaR8W2lrK5bsrCkg"
 
-B2N_DATASETS = (
-    "ImageNet",
-    "Caltech101",
-    "OxfordPets",
-    "StanfordCars",
-    "OxfordFlowers",
-    "Food101",
-    "FGVCAircraft",
-    "SUN397",
-    "DescribableTextures",
-    "EuroSAT",
-    "UCF101",
-)
+B2N_DATASETS = paper_numbers.DATASETS_B2N
 XD_DIR = "ImageNet-xd"
 B2N_FILE = Path("VLPromptLearner") / "model-best.pth.tar"
 XD_FILE = Path("VLPromptLearner_large") / "model.pth.tar-20"
@@ -278,5 +271,4 @@ def main(argv: Sequence[str] | None = None, downloader: Downloader | None = None
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

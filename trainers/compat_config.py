@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
-__all__ = ["add_compat_config", "ensure_node"]
+__all__ = ["add_compat_config", "add_defaults", "ensure_node"]
 
 
 def ensure_node(parent: CN, name: str) -> CN:
@@ -29,69 +29,89 @@ def _set_default(node: CN, key: str, value: object) -> None:
         node[key] = value
 
 
+def add_defaults(parent: CN, name: str, defaults: dict[str, object]) -> CN:
+    """Node ``parent.<name>`` (created if absent) with every missing key of ``defaults`` set."""
+    node = ensure_node(parent, name)
+    for key, value in defaults.items():
+        _set_default(node, key, value)
+    return node
+
+
 def add_compat_config(cfg: CN) -> CN:
     """Add every upstream ``extend_cfg`` key (dassl_api.md 3.4) with upstream defaults."""
     _set_default(cfg.DATASET, "SUBSAMPLE_CLASSES", "all")  # all, base or new
     _set_default(cfg.TEST, "NO_TEST", False)
 
-    coop = ensure_node(cfg.TRAINER, "COOP")
-    for k, v in {
-        "N_CTX": 16,
-        "CSC": False,
-        "CTX_INIT": "",
-        "PREC": "fp16",
-        "CLASS_TOKEN_POSITION": "end",
-    }.items():
-        _set_default(coop, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "COOP",
+        {
+            "N_CTX": 16,
+            "CSC": False,
+            "CTX_INIT": "",
+            "PREC": "fp16",
+            "CLASS_TOKEN_POSITION": "end",
+        },
+    )
 
-    cocoop = ensure_node(cfg.TRAINER, "COCOOP")
-    for k, v in {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}.items():
-        _set_default(cocoop, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "COCOOP",
+        {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"},
+    )
 
-    maple = ensure_node(cfg.TRAINER, "MAPLE")
-    for k, v in {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9}.items():
-        _set_default(maple, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "MAPLE",
+        {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9},
+    )
 
-    ivlp = ensure_node(cfg.TRAINER, "IVLP")
-    for k, v in {
-        "N_CTX_VISION": 2,
-        "N_CTX_TEXT": 2,
-        "CTX_INIT": "a photo of a",
-        "PREC": "fp16",
-        "PROMPT_DEPTH_VISION": 9,
-        "PROMPT_DEPTH_TEXT": 9,
-    }.items():
-        _set_default(ivlp, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "IVLP",
+        {
+            "N_CTX_VISION": 2,
+            "N_CTX_TEXT": 2,
+            "CTX_INIT": "a photo of a",
+            "PREC": "fp16",
+            "PROMPT_DEPTH_VISION": 9,
+            "PROMPT_DEPTH_TEXT": 9,
+        },
+    )
 
-    src = ensure_node(cfg.TRAINER, "PROMPTSRC")
-    for k, v in {
-        "N_CTX_VISION": 4,
-        "N_CTX_TEXT": 4,
-        "CTX_INIT": "a photo of a",
-        "PREC": "fp16",
-        "PROMPT_DEPTH_VISION": 9,
-        "PROMPT_DEPTH_TEXT": 9,
-        "TEXT_LOSS_WEIGHT": 25,
-        "IMAGE_LOSS_WEIGHT": 10,
-        "GPA_MEAN": 15,
-        "GPA_STD": 1,
-    }.items():
-        _set_default(src, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "PROMPTSRC",
+        {
+            "N_CTX_VISION": 4,
+            "N_CTX_TEXT": 4,
+            "CTX_INIT": "a photo of a",
+            "PREC": "fp16",
+            "PROMPT_DEPTH_VISION": 9,
+            "PROMPT_DEPTH_TEXT": 9,
+            "TEXT_LOSS_WEIGHT": 25,
+            "IMAGE_LOSS_WEIGHT": 10,
+            "GPA_MEAN": 15,
+            "GPA_STD": 1,
+        },
+    )
 
     _set_default(cfg.TRAINER, "MODAL", "base2novel")  # base2novel or cross
-    kd = ensure_node(cfg.TRAINER, "PROMPTKD")
-    for k, v in {
-        "N_CTX_VISION": 4,
-        "N_CTX_TEXT": 4,
-        "CTX_INIT": "a photo of a",
-        "PREC": "fp16",
-        "PROMPT_DEPTH_VISION": 9,
-        "PROMPT_DEPTH_TEXT": 9,
-        "PROJECT_LAYER": 2,
-        "CE_WEIGHT": 0.0,
-        "KD_WEIGHT": 1.0,
-        "TEMPERATURE": 1.0,
-        "TEACHER_NAME": "ViT-L/14",  # upstream default "ViT/L-14" is a typo
-    }.items():
-        _set_default(kd, k, v)
+    add_defaults(
+        cfg.TRAINER,
+        "PROMPTKD",
+        {
+            "N_CTX_VISION": 4,
+            "N_CTX_TEXT": 4,
+            "CTX_INIT": "a photo of a",
+            "PREC": "fp16",
+            "PROMPT_DEPTH_VISION": 9,
+            "PROMPT_DEPTH_TEXT": 9,
+            "PROJECT_LAYER": 2,
+            "CE_WEIGHT": 0.0,
+            "KD_WEIGHT": 1.0,
+            "TEMPERATURE": 1.0,
+            "TEACHER_NAME": "ViT-L/14",  # upstream default "ViT/L-14" is a typo
+        },
+    )
     return cfg

@@ -29,10 +29,8 @@ cache).
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +45,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.logger import get_logger
 
 from .class_vectors import ClassVectors, load_class_vectors
-from .compat_config import ensure_node
+from .compat_config import add_defaults
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
 from .projector import PROJECTOR_TYPES, build_projector
 from .promptkd_teacher import (
@@ -82,15 +80,11 @@ def add_promptkd_student_config(cfg: Any) -> Any:
     - ``KD_NORM``: ``official`` (sum / (B*C), upstream parity) or ``batchmean`` (= official * C).
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
     """
-    kd = ensure_node(cfg.TRAINER, "PROMPTKD")
-    for key, value in {
-        "TEACHER_WEIGHTS": "",
-        "CLASS_VECTORS": "",
-        "KD_NORM": "official",
-        "PROJECTOR": "mlp",
-    }.items():
-        if key not in kd:
-            kd[key] = value
+    add_defaults(
+        cfg.TRAINER,
+        "PROMPTKD",
+        {"TEACHER_WEIGHTS": "", "CLASS_VECTORS": "", "KD_NORM": "official", "PROJECTOR": "mlp"},
+    )
     return cfg
 
 
@@ -379,23 +373,13 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
             self.update_lr()
         return {"loss": loss.item()}
 
-    def after_epoch(self) -> None:
-        # Never select on a test split: only periodic and last-epoch checkpoints.
-        last = (self.epoch + 1) == self.max_epoch
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        if last or (freq > 0 and (self.epoch + 1) % freq == 0):
-            self.save_model(self.epoch, self.output_dir)
+    def selects_best_val(self) -> bool:
+        """Never: upstream's "val" is the base *test* split; the last epoch is deployed."""
+        return False
 
     def after_train(self) -> None:
-        logger.info("Finish training")
-        self.distiller = None  # free the teacher before evaluation
-        if not self.cfg.TEST.NO_TEST:
-            logger.info("Deploy the last-epoch model")
-            self.results_epoch = self.max_epoch
-            self.test()
-        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
-        logger.info(f"Elapsed: {elapsed}")
-        self.close_writer()
+        self.distiller = None  # free the teacher before the final evaluation
+        super().after_train()
 
     # ------------------------------------------------------------------ evaluation
     def model_inference(self, images: torch.Tensor) -> torch.Tensor:
@@ -414,6 +398,3 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
 @TRAINER_REGISTRY.register()
 class PromptKD(PromptKDStudent):
     """Alias so upstream scripts' ``--trainer PromptKD`` run the student."""
-
-    def get_precision_name(self, cfg: Any) -> str:
-        return cfg.TRAINER.PROMPTKD.PREC

@@ -352,7 +352,6 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
 
     def after_train(self) -> None:
         super().after_train()
-        self.results_epoch = self.max_epoch
         self.write_class_vectors()
 
     # ------------------------------------------------------------------ class vectors

@@ -395,12 +395,19 @@ class SimpleTrainer(TrainerBase):
         # Remember the starting time (for computing the elapsed time)
         self.time_start = time.time()
 
+    def selects_best_val(self) -> bool:
+        """Whether to evaluate ``val`` each epoch and deploy ``model-best`` (TEST.FINAL_MODEL).
+
+        A trainer whose "val" is not a real held-out split overrides this to return False.
+        """
+        return self.cfg.TEST.FINAL_MODEL == "best_val"
+
     def after_train(self) -> None:
         logger.info("Finish training")
 
         do_test = not self.cfg.TEST.NO_TEST
         if do_test:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
+            if self.selects_best_val():
                 logger.info("Deploy the model with the best val performance")
                 dist_utils.barrier()  # rank 0 has finished writing model-best
                 self.load_model(self.output_dir)
@@ -424,7 +431,7 @@ class SimpleTrainer(TrainerBase):
             else False
         )
 
-        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+        if do_test and self.selects_best_val():
             curr_result = self.test(split="val")
             is_best = curr_result > self.best_result
             if is_best:
