@@ -237,8 +237,6 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         if source is not self.dm.dataset.train_x and [d.impath for d in source] != [
             d.impath for d in self.dm.dataset.train_x
         ]:
-            from dassl.data.transforms import build_transform
-
             dl = self.cfg.DATALOADER
             self.train_loader_x = build_data_loader(
                 self.cfg,
@@ -247,7 +245,7 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
                 batch_size=dl.TRAIN_X.BATCH_SIZE,
                 n_domain=dl.TRAIN_X.N_DOMAIN,
                 n_ins=dl.TRAIN_X.N_INS,
-                tfm=build_transform(self.cfg, is_train=True),
+                tfm=self.dm.tfm_train,
                 is_train=True,
                 generator=self.dm.train_generator,
             )

@@ -202,15 +202,6 @@ class SubsetEvaluationMixin:
     def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
         raise NotImplementedError
 
-    def _test_transform(self) -> Any:
-        tfm = getattr(self, "_tfm_test_cache", None)
-        if tfm is None:
-            from dassl.data.transforms import build_transform
-
-            tfm = build_transform(self.cfg, is_train=False)
-            self._tfm_test_cache = tfm
-        return tfm
-
     @torch.no_grad()
     def evaluate_subset(self, subset: EvalSubset) -> dict[str, float]:
         """Evaluate one subset; prints the subset line and the Dassl result block."""
@@ -229,7 +220,7 @@ class SubsetEvaluationMixin:
             sampler_type=cfg.DATALOADER.TEST.SAMPLER,
             data_source=subset.items,
             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
-            tfm=self._test_transform(),
+            tfm=self.dm.tfm_test,
             is_train=False,
         )
         evaluator = build_evaluator(cfg, lab2cname=dict(enumerate(subset.classnames)))

@@ -159,6 +159,8 @@ class DataManager:
         else:
             logger.info("* Using custom transform for testing")
             tfm_test = custom_tfm_test
+        # Kept so trainers building extra loaders reuse them (no second build or log).
+        self.tfm_train, self.tfm_test = tfm_train, tfm_test
 
         # One generator per training loader; its state goes into checkpoints (exact resume).
         self.train_generator = make_generator(cfg.SEED)
