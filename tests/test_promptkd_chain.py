@@ -266,14 +266,16 @@ def test_training_never_reads_labels(world):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_bf16_paths_run(world):
+@pytest.mark.parametrize("prec,frozen_dtype", [("bf16", torch.bfloat16), ("amp", torch.float32)])
+def test_bf16_paths_run(world, prec, frozen_dtype):
+    """bf16 and amp (bf16 autocast on CPU) train with fp32 master weights."""
     for name, extra in (
-        ("PromptKDStudent", ["TRAINER.PROMPTKD.PREC", "bf16", "TRAINER.MODAL", "cross"]),
+        ("PromptKDStudent", ["TRAINER.PROMPTKD.PREC", prec, "TRAINER.MODAL", "cross"]),
         (
             "PromptKDTeacher",
             [
                 "TRAINER.PROMPTSRC.PREC",
-                "bf16",
+                prec,
                 "MODEL.BACKBONE.NAME",
                 world["teacher"],
                 "DATASET.NUM_SHOTS",
@@ -288,7 +290,7 @@ def test_bf16_paths_run(world):
                 "--trainer",
                 name,
                 "--output-dir",
-                str(world["base"] / f"bf16_{name}"),
+                str(world["base"] / f"{prec}_{name}"),
                 *world["student_args"],
                 *extra,
             ]
@@ -302,4 +304,4 @@ def test_bf16_paths_run(world):
         assert all(torch.isfinite(torch.tensor(v)) for v in summary.values())
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
         frozen = [p for p in trainer.model.parameters() if not p.requires_grad]
-        assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+        assert frozen and all(p.dtype == frozen_dtype for p in frozen)
