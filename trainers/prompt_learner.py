@@ -27,6 +27,8 @@ from torch import nn
 import clip
 from dassl.utils.logger import get_logger
 
+from .activation_memory import encode_text_chunked
+
 __all__ = ["TextEncoder", "VLPromptLearner", "prompt_texts", "fixed_buffer_keys"]
 
 logger = get_logger(__name__)
@@ -151,6 +153,7 @@ class PromptedCLIP(nn.Module):
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale
+        self.class_chunk = 0  # classes per text-encoder pass; see trainers/activation_memory.py
 
     def text_features(self, classnames: Sequence[str] | None = None) -> torch.Tensor:
         """Normalised prompted text features of the built classes (or of ``classnames``)."""
@@ -158,7 +161,9 @@ class PromptedCLIP(nn.Module):
             prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
         else:
             prompts, tokenized = self.prompt_learner.prompts_for(classnames)
-        return _normalize(self.text_encoder(prompts, tokenized))
+        return _normalize(
+            encode_text_chunked(self.text_encoder, prompts, tokenized, self.class_chunk)
+        )
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised image features (float32)."""
