@@ -194,6 +194,7 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         elif self.cpu_peak_ok:
+            _trim_heap()
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
             self._base = _proc_status("VmRSS")
@@ -223,6 +224,12 @@ def _can_reset_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+def _trim_heap() -> None:
+    """glibc: hand freed heap memory back to the OS so that reusing it shows up as growth."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _release_large_blocks() -> None:

@@ -27,18 +27,69 @@ __all__ = ["encode_text_chunked", "set_tower_checkpointing", "configure_teacher_
 def encode_text_chunked(
     text_encoder: nn.Module, prompts: torch.Tensor, tokenized: torch.Tensor, chunk: int = 0
 ) -> torch.Tensor:
-    """``text_encoder(prompts, tokenized)`` over ``chunk`` classes at a time (0: all at once)."""
+    """``text_encoder(prompts, tokenized)`` over ``chunk`` classes at a time (0: all at once).
+
+    With gradients each chunk runs under a checkpoint. The deep prompts of every block are
+    expanded to all classes *outside* the chunks, so their gradient is one sum over all
+    classes, in the same order as the unchunked pass (a per-chunk sum would round differently).
+    """
     n = prompts.shape[0]
     if chunk <= 0 or n <= chunk:
         return text_encoder(prompts, tokenized)
-    grad = torch.is_grad_enabled()
+    if not torch.is_grad_enabled():
+        return torch.cat(
+            [
+                text_encoder(prompts[i : i + chunk], tokenized[i : i + chunk])
+                for i in range(0, n, chunk)
+            ]
+        )
+    dtype = text_encoder.text_projection.dtype
+    deep = [
+        None if b.VPT_shallow is None else b.VPT_shallow.to(dtype).unsqueeze(1).expand(-1, n, -1)
+        for b in text_encoder.transformer.resblocks
+    ]
     out = []
     for i in range(0, n, chunk):
-        p, t = prompts[i : i + chunk], tokenized[i : i + chunk]
+        sl = slice(i, i + chunk)
+        slices = [None if d is None else d[:, sl] for d in deep]
         out.append(
-            checkpoint(text_encoder, p, t, use_reentrant=False) if grad else text_encoder(p, t)
+            checkpoint(
+                _encode, text_encoder, prompts[sl], tokenized[sl], *slices, use_reentrant=False
+            )
         )
     return torch.cat(out)
+
+
+def _encode(
+    text_encoder: nn.Module,
+    prompts: torch.Tensor,
+    tokenized: torch.Tensor,
+    *deep: torch.Tensor | None,
+) -> torch.Tensor:
+    """``TextEncoder.forward`` with each block's deep prompt given per class (``[n_ctx, N, D]``).
+
+    Mirrors ``TextEncoder.forward`` and ``ResidualAttentionBlock.forward`` ("after_sot" text
+    prompts); the equality with them is tested.
+    """
+    dtype = text_encoder.text_projection.dtype
+    x = prompts.to(dtype) + text_encoder.positional_embedding.to(dtype)
+    x = x.permute(1, 0, 2)  # NLD -> LND
+    transformer = text_encoder.transformer
+    for block, ctx in zip(transformer.resblocks, deep, strict=True):
+        if transformer.grad_checkpointing:
+            x = checkpoint(_block, block, x, ctx, use_reentrant=False)
+        else:
+            x = _block(block, x, ctx)
+    x = text_encoder.ln_final(x.permute(1, 0, 2))
+    eot = tokenized.argmax(dim=-1)
+    return x[torch.arange(x.shape[0], device=x.device), eot] @ text_encoder.text_projection
+
+
+def _block(block: nn.Module, x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
+    if ctx is not None:
+        x = torch.cat([x[:1], ctx.to(x.dtype), x[1 + ctx.shape[0] :]], dim=0)
+    x = x + block.attention(block.ln_1(x))
+    return x + block.mlp(block.ln_2(x))
 
 
 def set_tower_checkpointing(model: nn.Module, text: bool, image: bool) -> None:

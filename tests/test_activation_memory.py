@@ -1,0 +1,75 @@
+"""Activation checkpointing and class chunking leave the teacher step's results unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tools.bench_distill import MemoryMeter, Shapes, Tower, build_teacher, teacher_step_memory
+from trainers.activation_memory import configure_teacher_memory, encode_text_chunked
+
+TINY = Shapes(
+    "tiny",
+    teacher=Tower(16, 4, 64, 2, 32, text_width=64, text_layers=2),
+    student=Tower(16, 4, 64, 1, 32),
+    depth=2,
+)
+
+
+def _teacher_step(teacher, images, labels):
+    teacher.zero_grad(set_to_none=True)
+    text = teacher.text_features()
+    logits = teacher.logits(images, text)
+    F.cross_entropy(logits, labels).backward()
+    grads = {n: p.grad.clone() for n, p in teacher.named_parameters() if p.grad is not None}
+    return text.detach(), logits.detach(), grads
+
+
+@pytest.mark.parametrize(("ckpt", "chunk"), [(True, 0), (False, 8), (True, 8), (True, 4)])
+def test_checkpointing_and_chunking_give_identical_step(ckpt, chunk):
+    teacher = build_teacher(TINY, 32)
+    for name, p in teacher.named_parameters():
+        p.requires_grad_(name.startswith("prompt_learner.") or "VPT" in name)
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 5, 17, 31])
+    ref = _teacher_step(teacher, images, labels)
+    configure_teacher_memory(teacher, ckpt, ckpt, chunk)
+    got = _teacher_step(teacher, images, labels)
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    assert ref[2].keys() == got[2].keys() and len(ref[2]) > 3
+    for name in ref[2]:
+        assert torch.equal(ref[2][name], got[2][name]), name
+
+
+def test_chunking_without_grad_equals_one_pass():
+    teacher = build_teacher(TINY, 20)
+    prompts, tok = teacher.prompt_learner(), teacher.prompt_learner.tokenized_prompts
+    with torch.no_grad():
+        whole = teacher.text_encoder(prompts, tok)
+        chunked = encode_text_chunked(teacher.text_encoder, prompts, tok, 8)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=">= 0"):
+        configure_teacher_memory(teacher, False, False, -1)
+
+
+def test_memory_meter_sees_a_known_allocation():
+    meter = MemoryMeter(torch.device("cpu"))
+    assert meter.cpu_peak_ok
+    with meter:
+        x = torch.ones(16 * 2**20 // 4)  # 16 MB, touched
+        del x
+    assert 15 * 2**20 <= meter.peak <= 40 * 2**20
+
+
+def test_checkpointing_lowers_the_teacher_step_peak():
+    shapes = Shapes(
+        "tiny",
+        teacher=Tower(16, 4, 64, 1, 32, text_width=128, text_layers=3),
+        student=TINY.student,
+        depth=2,
+    )
+    settings = [("plain", False, 0), ("ckpt", True, 0), ("ckpt+chunk", True, 8)]
+    out = teacher_step_memory(shapes, [64], 1, torch.device("cpu"), settings)
+    assert out["ckpt"][64] < 0.8 * out["plain"][64]
+    assert out["ckpt+chunk"][64] < 0.8 * out["ckpt"][64]
