@@ -29,6 +29,7 @@ cache).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -40,11 +41,13 @@ from torch import nn
 import clip
 from clip.model import build_visual
 from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms.view_replay import ViewPipeline
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine import distributed as dist
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.logger import get_logger
 
-from .class_vectors import ClassVectors, load_class_vectors
+from .class_vectors import ClassVectors, load_class_vectors, sha256_file
 from .compat_config import add_defaults
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
 from .projector import PROJECTOR_TYPES, build_projector
@@ -57,6 +60,16 @@ from .promptkd_teacher import (
     resolve_teacher_checkpoint,
 )
 from .results import EvalSubset, SubsetEvaluationMixin, full_class_info
+from .teacher_cache import (
+    CACHE_DTYPES,
+    CacheSpec,
+    ReplayDatasetWrapper,
+    TeacherCache,
+    build_shards,
+    items_sha256,
+    missing_shards,
+    prepare_cache_dir,
+)
 
 __all__ = [
     "add_promptkd_student_config",
@@ -79,11 +92,23 @@ def add_promptkd_student_config(cfg: Any) -> Any:
     - ``CLASS_VECTORS``: ``.safetensors`` file; "" = ``<teacher run dir>/class_vectors.safetensors``.
     - ``KD_NORM``: ``official`` (sum / (B*C), upstream parity) or ``batchmean`` (= official * C).
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
+    - ``TEACHER_CACHE``: directory of a teacher-output cache (:mod:`trainers.teacher_cache`);
+      "" = the teacher runs every step. Built on first use, resumed if interrupted.
+    - ``TEACHER_CACHE_VIEWS``: K seeded augmented views cached per training image.
+    - ``TEACHER_CACHE_DTYPE``: ``float32`` (bit-identical to online) or ``float16`` (half size).
     """
     add_defaults(
         cfg.TRAINER,
         "PROMPTKD",
-        {"TEACHER_WEIGHTS": "", "CLASS_VECTORS": "", "KD_NORM": "official", "PROJECTOR": "mlp"},
+        {
+            "TEACHER_WEIGHTS": "",
+            "CLASS_VECTORS": "",
+            "KD_NORM": "official",
+            "PROJECTOR": "mlp",
+            "TEACHER_CACHE": "",
+            "TEACHER_CACHE_VIEWS": 10,
+            "TEACHER_CACHE_DTYPE": "float32",
+        },
     )
     return cfg
 
@@ -209,6 +234,14 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
                 "TRAINER.PROMPTKD.CE_WEIGHT must be 0.0: the PromptKD student is unsupervised and "
                 "never reads labels (upstream also ignores this key)"
             )
+        if kd.TEACHER_CACHE:
+            ViewPipeline.from_cfg(cfg)  # the training views must be replayable
+            if kd.TEACHER_CACHE_DTYPE not in CACHE_DTYPES or int(kd.TEACHER_CACHE_VIEWS) < 1:
+                raise ValueError(
+                    f"TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE must be one of {list(CACHE_DTYPES)} "
+                    f"(got {kd.TEACHER_CACHE_DTYPE!r}) and TEACHER_CACHE_VIEWS >= 1 (got "
+                    f"{kd.TEACHER_CACHE_VIEWS})"
+                )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
             raise ValueError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "
@@ -312,6 +345,7 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         self.vectors = self.class_vectors.vectors.to(self.device)
         self.kd_loss = KDLoss(kd.TEMPERATURE, kd.KD_NORM)
         self.distiller: Distiller | None = None  # built in before_train: never at eval-only
+        self.teacher_cache: TeacherCache | None = None  # opened in before_train
 
     def build_distiller(self) -> Distiller:
         """Frozen teacher image tower (from TEACHER_WEIGHTS) + the class vectors."""
@@ -341,15 +375,83 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     # ------------------------------------------------------------------ training
     def before_train(self) -> None:
         super().before_train()
-        if self.start_epoch < self.max_epoch:
+        if self.start_epoch >= self.max_epoch:
+            return
+        if self.cfg.TRAINER.PROMPTKD.TEACHER_CACHE:
+            self.teacher_cache = self.open_teacher_cache()
+        else:
             self.distiller = self.build_distiller()
+
+    def open_teacher_cache(self) -> TeacherCache:
+        """Validate (or build the missing shards of) the teacher cache; replay its views."""
+        cfg = self.cfg
+        kd = cfg.TRAINER.PROMPTKD
+        source = self.train_data_source()
+        pipeline = ViewPipeline.from_cfg(cfg)
+        spec = CacheSpec(
+            dataset=cfg.DATASET.NAME,
+            num_items=len(source),
+            items_sha256=items_sha256([d.impath for d in source]),
+            teacher_sha256=sha256_file(resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS)),
+            class_vectors_sha256=sha256_file(self.class_vectors.path),
+            transform=pipeline.fingerprint(),
+            views=int(kd.TEACHER_CACHE_VIEWS),
+            seed=max(int(cfg.SEED), 0),
+            dim=self.class_vectors.dim,
+            dtype=kd.TEACHER_CACHE_DTYPE,
+        )
+        directory = kd.TEACHER_CACHE
+        if missing_shards(directory, spec):
+            distiller = self.build_distiller()
+            prepare_cache_dir(directory, spec, distiller.logit_scale)
+
+            def features(images: torch.Tensor) -> torch.Tensor:
+                with self.precision.autocast():
+                    return distiller.teacher_features(images)
+
+            build_shards(
+                directory,
+                spec,
+                source,
+                pipeline,
+                features,
+                cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                dist.get_rank(),
+                dist.get_world_size(),
+                cfg.DATALOADER.NUM_WORKERS,
+                self.device,
+            )
+            del distiller
+        dist.barrier()
+        cache = TeacherCache.open(directory, spec)
+        logger.info(
+            f"Student epochs replay {spec.views} cached teacher views per image from {directory}"
+        )
+        dl = cfg.DATALOADER
+        self.train_loader_x = build_data_loader(
+            cfg,
+            sampler_type=dl.TRAIN_X.SAMPLER,
+            data_source=source,
+            batch_size=dl.TRAIN_X.BATCH_SIZE,
+            n_domain=dl.TRAIN_X.N_DOMAIN,
+            n_ins=dl.TRAIN_X.N_INS,
+            is_train=True,
+            dataset_wrapper=functools.partial(ReplayDatasetWrapper, pipeline=pipeline, cache=cache),
+            generator=self.dm.train_generator,
+        )
+        return cache
 
     def parse_batch_train(self, batch: dict[str, Any]) -> torch.Tensor:
         """Images only: the student never sees labels."""
         return batch["img"].to(self.device)
 
     def teacher_logits(self, images: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Soft labels for ``images`` (the seam for a teacher-output cache keyed by batch["index"])."""
+        """Soft labels for ``images``: the teacher's, or its cached outputs for (index, view)."""
+        if self.teacher_cache is not None:
+            cache = self.teacher_cache
+            feats = cache.features(batch["index"], batch["view"]).to(self.device)
+            with self.precision.autocast():
+                return (cache.logit_scale * feats @ self.vectors.t()).float()
         with self.precision.autocast():
             return self.distiller.teacher_logits(images).float()
 
@@ -365,7 +467,7 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         images = self.parse_batch_train(batch)
         t_logits = self.teacher_logits(images, batch)
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
-        loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
+        loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.kd_loss(s_logits, t_logits.detach())
         self.model_backward_and_update(loss)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()

@@ -174,7 +174,7 @@ def _check_meta(directory: str, meta: dict[str, Any], spec: CacheSpec) -> None:
     stored = meta.get("spec", {})
     wanted = asdict(spec)
     diffs = [
-        f"{f.name}: cache {_short(stored.get(f.name))} vs run {_short(wanted[f.name])}"
+        _difference(f.name, stored.get(f.name), wanted[f.name])
         for f in fields(CacheSpec)
         if stored.get(f.name) != wanted[f.name]
     ]
@@ -184,6 +184,18 @@ def _check_meta(directory: str, meta: dict[str, Any], spec: CacheSpec) -> None:
             "A cache of another dataset, teacher, class-vector file or transform cannot be "
             "replayed: set TRAINER.PROMPTKD.TEACHER_CACHE to a new directory (or delete this one)"
         )
+
+
+def _difference(name: str, cached: Any, run: Any) -> str:
+    """``name: cache X vs run Y``; for JSON fingerprints only the differing entries."""
+    try:
+        a, b = json.loads(cached), json.loads(run)
+    except (TypeError, ValueError):
+        a = b = None
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        return "; ".join(f"{name}: {k} cache {a.get(k)} vs run {b.get(k)}" for k in keys)
+    return f"{name}: cache {_short(cached)} vs run {_short(run)}"
 
 
 def _short(value: Any) -> str:
