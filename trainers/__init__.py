@@ -9,8 +9,9 @@ upstream-compatibility keys (``TRAINER.COOP/COCOOP/MAPLE/IVLP/PROMPTSRC/PROMPTKD
 from . import coop, promptkd_student, promptkd_teacher, zsclip  # noqa: F401  (registration)
 from .compat_config import add_compat_config
 from .promptkd_student import add_promptkd_student_config
+from .promptkd_teacher import add_promptkd_teacher_config
 
-_CONFIG_ADDERS = [add_compat_config, add_promptkd_student_config]
+_CONFIG_ADDERS = [add_compat_config, add_promptkd_student_config, add_promptkd_teacher_config]
 
 
 def extend_cfg(cfg):

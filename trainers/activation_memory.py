@@ -6,11 +6,14 @@ memory on ImageNet upstream (official issues #3, #8, #10, #23). Two exact remedi
 
 - **activation checkpointing** of a tower (``Transformer.set_grad_checkpointing``): each
   residual block's input is kept, its internals are recomputed in backward;
-- **class chunking** (``class_chunk = n``): the text encoder runs on ``n`` classes at a time,
-  each chunk under a checkpoint, so backward recomputes one chunk at a time and only the
-  prompt embeddings of all classes stay stored. Classes never interact in the text encoder, so
-  the features and gradients are those of the unchunked pass (equality is tested; CPU kernels
-  give bit-identical results for the chunk sizes tested, other sizes may differ in the last bit).
+- **class chunking** (``class_chunk = n``): the transformer blocks of the text encoder run on
+  ``n`` classes at a time, each chunk under a checkpoint, so backward recomputes one chunk at a
+  time and only the embedded prompts of all classes stay stored. Classes never interact inside
+  the blocks; every operation that does mix classes (the reductions giving the ``ctx`` and
+  deep-prompt gradients, the final projection GEMM whose rounding depends on its row count)
+  runs once over all classes outside the chunks, with the unchunked pass's layout. Features
+  and gradients are therefore bit-identical to the unchunked pass (tested for several chunk
+  sizes, and through a PromptKDTeacher training epoch).
 
 Without gradients (evaluation, class-vector export) chunking only bounds the working set.
 """
@@ -29,21 +32,18 @@ def encode_text_chunked(
 ) -> torch.Tensor:
     """``text_encoder(prompts, tokenized)`` over ``chunk`` classes at a time (0: all at once).
 
-    With gradients each chunk runs under a checkpoint. The deep prompts of every block are
-    expanded to all classes *outside* the chunks, so their gradient is one sum over all
-    classes, in the same order as the unchunked pass (a per-chunk sum would round differently).
+    With gradients each chunk runs under a checkpoint (see the module doc for why the result
+    is bit-identical to one pass).
     """
     n = prompts.shape[0]
     if chunk <= 0 or n <= chunk:
         return text_encoder(prompts, tokenized)
-    if not torch.is_grad_enabled():
-        return torch.cat(
-            [
-                text_encoder(prompts[i : i + chunk], tokenized[i : i + chunk])
-                for i in range(0, n, chunk)
-            ]
-        )
+    grad = torch.is_grad_enabled()
     dtype = text_encoder.text_projection.dtype
+    # Outside the chunks, exactly as in the unchunked pass: what mixes classes in backward (the
+    # embedded prompts -> ctx gradient, the deep prompts expanded to all classes) and the final
+    # projection (a GEMM over the class rows, whose rounding depends on the row count).
+    x = (prompts.to(dtype) + text_encoder.positional_embedding.to(dtype)).permute(1, 0, 2)
     deep = [
         None if b.VPT_shallow is None else b.VPT_shallow.to(dtype).unsqueeze(1).expand(-1, n, -1)
         for b in text_encoder.transformer.resblocks
@@ -52,28 +52,19 @@ def encode_text_chunked(
     for i in range(0, n, chunk):
         sl = slice(i, i + chunk)
         slices = [None if d is None else d[:, sl] for d in deep]
-        out.append(
-            checkpoint(
-                _encode, text_encoder, prompts[sl], tokenized[sl], *slices, use_reentrant=False
-            )
-        )
-    return torch.cat(out)
+        args = (text_encoder, x[:, sl], tokenized[sl], *slices)
+        out.append(checkpoint(_encode, *args, use_reentrant=False) if grad else _encode(*args))
+    return torch.cat(out) @ text_encoder.text_projection
 
 
 def _encode(
-    text_encoder: nn.Module,
-    prompts: torch.Tensor,
-    tokenized: torch.Tensor,
-    *deep: torch.Tensor | None,
+    text_encoder: nn.Module, x: torch.Tensor, tokenized: torch.Tensor, *deep: torch.Tensor | None
 ) -> torch.Tensor:
-    """``TextEncoder.forward`` with each block's deep prompt given per class (``[n_ctx, N, D]``).
+    """``TextEncoder.forward`` between the positional embedding (``x``: LND) and the projection.
 
     Mirrors ``TextEncoder.forward`` and ``ResidualAttentionBlock.forward`` ("after_sot" text
-    prompts); the equality with them is tested.
+    prompts, ``[n_ctx, N, D]`` per block); the equality with them is tested.
     """
-    dtype = text_encoder.text_projection.dtype
-    x = prompts.to(dtype) + text_encoder.positional_embedding.to(dtype)
-    x = x.permute(1, 0, 2)  # NLD -> LND
     transformer = text_encoder.transformer
     for block, ctx in zip(transformer.resblocks, deep, strict=True):
         if transformer.grad_checkpointing:
@@ -82,7 +73,7 @@ def _encode(
             x = _block(block, x, ctx)
     x = text_encoder.ln_final(x.permute(1, 0, 2))
     eot = tokenized.argmax(dim=-1)
-    return x[torch.arange(x.shape[0], device=x.device), eot] @ text_encoder.text_projection
+    return x[torch.arange(x.shape[0], device=x.device), eot]
 
 
 def _block(block: nn.Module, x: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:

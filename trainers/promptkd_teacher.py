@@ -30,13 +30,16 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
 from dassl.utils.logger import get_logger
 
+from .activation_memory import configure_teacher_memory
 from .class_vectors import save_class_vectors, sha256_file
+from .compat_config import add_defaults
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .prompt_learner import PromptedCLIP, VLPromptLearner, _normalize, fixed_buffer_keys
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .results import EvalSubset, SubsetEvaluationMixin, full_class_info
 
 __all__ = [
+    "add_promptkd_teacher_config",
     "MODEL_NAME",
     "TeacherCLIP",
     "PromptKDTeacher",
@@ -56,6 +59,23 @@ MODEL_NAME = "VLPromptLearner"
 ZS_PREFIX = "prompt_learner.ZS_image_encoder."
 CLASS_VECTORS_FILE = "class_vectors.safetensors"
 GPA_STATE_FILE = "gpa_state.pt"
+
+
+def add_promptkd_teacher_config(cfg: Any) -> Any:
+    """Our memory keys under ``TRAINER.PROMPTSRC`` (see :mod:`trainers.activation_memory`).
+
+    - ``GRAD_CHECKPOINT_TEXT`` / ``GRAD_CHECKPOINT_IMAGE``: recompute each transformer block of
+      the text / image tower in backward instead of storing its activations (exact; slower).
+    - ``CLASS_CHUNK``: run the prompted text encoder over this many classes at a time, each
+      chunk recomputed in backward (exact; 0 = all classes at once). Off by default: turn them
+      on when the teacher step does not fit (ImageNet's 500 base classes on a 16-32 GB GPU).
+    """
+    add_defaults(
+        cfg.TRAINER,
+        "PROMPTSRC",
+        {"GRAD_CHECKPOINT_TEXT": False, "GRAD_CHECKPOINT_IMAGE": False, "CLASS_CHUNK": 0},
+    )
+    return cfg
 
 
 def ivlp_design_details(node: Any) -> dict[str, Any]:
@@ -264,6 +284,9 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         node = cfg.TRAINER.PROMPTSRC
         classnames = list(self.dm.dataset.classnames)
         self.model = self.build_teacher(classnames)
+        configure_teacher_memory(
+            self.model, node.GRAD_CHECKPOINT_TEXT, node.GRAD_CHECKPOINT_IMAGE, node.CLASS_CHUNK
+        )
         cast_frozen(self.model, self.precision.frozen_dtype).to(self.device)
         enabled = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
         logger.info(f"Parameters to be updated: {enabled}")
