@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from dassl.engine.precision import Precision
@@ -47,3 +48,13 @@ def test_json_report_format(tmp_path):
 def test_pipeline_rate_is_measured(tmp_path):
     rate = bd.pipeline_rate(str(tmp_path), 32, 8, (64, 48))
     assert rate > 0
+
+
+def test_teacher_memory_report_fits_and_extrapolates(monkeypatch):
+    fake = {"plain": {8: 100.0, 16: 180.0}, "ckpt": {8: 60.0, 16: 80.0}}
+    monkeypatch.setattr(bd, "teacher_step_memory", lambda *a, **k: fake)
+    args = bd.parse_args(["--memory-classes", "8", "16", "--extrapolate-classes", "500"])
+    rep = bd.teacher_memory_report(args, bd.SHAPES["small"], torch.device("cpu"))
+    assert rep["mb_per_class"]["plain"] == pytest.approx(10.0)
+    assert rep["extrapolated"]["peak_mb"]["plain"] == pytest.approx(100.0 + 492 * 10.0)
+    assert rep["extrapolated"]["peak_mb"]["ckpt"] == pytest.approx(60.0 + 492 * 2.5)

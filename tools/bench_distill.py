@@ -17,9 +17,9 @@ peak memory of one *teacher* training step (PromptSRC recipe: text prompts over 
 gradients) for several class counts, with and without activation checkpointing / class chunking.
 
 Peak memory: on CPU the process's peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` before each mode; glibc is told to return large blocks to the OS so
-freed activations do not hide the next peak) minus the resident set before the step, plus the
-bytes of the weights that mode needs; on CUDA ``torch.cuda.max_memory_allocated``. Random
+``/proc/self/clear_refs`` after glibc returned its free heap to the OS, so reused memory shows
+as growth) of the mode's first step minus the resident set before it, plus the bytes of the
+weights that mode needs; on CUDA ``torch.cuda.max_memory_allocated`` likewise. Random
 weights, nothing downloaded. Examples::
 
     python tools/bench_distill.py --shapes small --quick --json bench_small.json
@@ -184,8 +184,6 @@ class MemoryMeter:
     def __init__(self, device: torch.device):
         self.device = device
         self.cpu_peak_ok = device.type == "cpu" and _can_reset_peak()
-        if device.type == "cpu":
-            _release_large_blocks()
 
     def __enter__(self) -> MemoryMeter:
         self.peak = None
@@ -230,14 +228,6 @@ def _trim_heap() -> None:
     """glibc: hand freed heap memory back to the OS so that reusing it shows up as growth."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _release_large_blocks() -> None:
-    """glibc: serve blocks >= 1 MB by mmap so that freeing them lowers the resident set."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
 
 
 # ---------------------------------------------------------------------------- distillation
@@ -352,34 +342,31 @@ def _sync(device: torch.device) -> None:
 def time_modes(
     bench: Bench, plan: dict[str, tuple[int, int]]
 ) -> dict[str, tuple[float, int | None]]:
-    """``mode -> (images/s, peak bytes)``; modes interleaved step by step, best step kept.
+    """``mode -> (images/s, peak bytes)``.
 
-    On a machine shared with other jobs the fastest of the interleaved steps is the least
-    disturbed estimate, and interleaving exposes every mode to the same background load.
+    Each mode's first warm-up step is the memory-measured one; the timed steps follow,
+    interleaved across modes, and the fastest is kept: on a machine shared with other jobs it
+    is the least disturbed estimate, and interleaving exposes every mode to the same load.
     """
+    peaks: dict[str, int | None] = {}
     for mode, (_, warmup) in plan.items():
-        for _ in range(warmup):
+        meter = MemoryMeter(bench.device)
+        with meter:
+            bench.step(mode)
+        peaks[mode] = None if meter.peak is None else meter.peak + bench.mode_weights(mode)
+        for _ in range(warmup - 1):
             bench.step(mode)
     times: dict[str, list[float]] = {m: [] for m in plan}
-    peaks: dict[str, int | None] = {m: None for m in plan}
     for r in range(max(steps for steps, _ in plan.values())):
         for mode, (steps, _) in plan.items():
             if r >= steps:
                 continue
             _sync(bench.device)
-            meter = MemoryMeter(bench.device)
-            with meter:
-                start = time.perf_counter()
-                bench.step(mode)
-                _sync(bench.device)
-                times[mode].append(time.perf_counter() - start)
-            if meter.peak is not None:
-                peaks[mode] = max(peaks[mode] or 0, meter.peak)
-    out = {}
-    for mode in plan:
-        peak = None if peaks[mode] is None else peaks[mode] + bench.mode_weights(mode)
-        out[mode] = (bench.batch / min(times[mode]), peak)
-    return out
+            start = time.perf_counter()
+            bench.step(mode)
+            _sync(bench.device)
+            times[mode].append(time.perf_counter() - start)
+    return {mode: (bench.batch / min(times[mode]), peaks[mode]) for mode in plan}
 
 
 # ---------------------------------------------------------------------------- inference
@@ -490,13 +477,13 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 def _plan(shapes: str, quick: bool, steps: int | None) -> dict[str, tuple[int, int]]:
     """``mode -> (timed steps, warm-up steps)``."""
     if shapes == "real":
-        base = {"A": (1, 0), "B": (2, 1), "C": (3, 1), "floor": (3, 1)}
+        base = {"A": (1, 1), "B": (2, 1), "C": (2, 1), "floor": (2, 1)}
     elif quick:
-        base = {"A": (3, 1), "B": (12, 2), "C": (30, 3), "floor": (30, 3)}
+        base = {"A": (3, 1), "B": (30, 2), "C": (100, 3), "floor": (100, 3)}
     else:
         base = {"A": (5, 1), "B": (20, 3), "C": (30, 3), "floor": (30, 3)}
     if steps:
-        base = {m: (steps, w) for m, (_, w) in base.items()}
+        base = {m: (max(1, steps), w) for m, (_, w) in base.items()}
     return base
 
 
@@ -505,6 +492,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available (use --device cpu)")
     prec = Precision.from_name(args.prec or ("bf16" if device.type == "cuda" else "fp32"), device)
+    # Random weights drive some gradients into the subnormal range, where x86 arithmetic is
+    # ~100x slower: a property of the random data that would make the timings data-dependent.
+    torch.set_flush_denormal(True)
     shapes = SHAPES[args.shapes]
     plan = _plan(args.shapes, args.quick, args.steps)
     info = machine_info(device)
@@ -572,7 +562,28 @@ def teacher_memory_report(
     ]
     counts = args.memory_classes
     result = teacher_step_memory(shapes, counts, args.memory_batch, device, settings)
-    return {"batch": args.memory_batch, "classes": list(counts), "peak_mb": result}
+    report: dict[str, Any] = {
+        "batch": args.memory_batch,
+        "classes": list(counts),
+        "peak_mb": result,
+    }
+    target = args.extrapolate_classes
+    if len(counts) >= 2 and all(v is not None for row in result.values() for v in row.values()):
+        fits = {
+            label: linear_fit(counts, [row[c] for c in counts]) for label, row in result.items()
+        }
+        report["mb_per_class"] = {label: slope for label, (slope, _) in fits.items()}
+        report["extrapolated"] = {
+            "classes": target,
+            "peak_mb": {label: slope * target + icpt for label, (slope, icpt) in fits.items()},
+        }
+    return report
+
+
+def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``(slope, intercept)`` of ``ys`` over ``xs``."""
+    slope, icpt = np.polyfit(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), 1)
+    return float(slope), float(icpt)
 
 
 def log_table(report: dict[str, Any]) -> None:
@@ -609,8 +620,14 @@ def log_table(report: dict[str, Any]) -> None:
         lines.append(f"Teacher step peak memory (MB), batch {tm['batch']}:")
         lines.append("| setting | " + " | ".join(f"C={c}" for c in tm["classes"]) + " |")
         lines.append("|---|" + "---|" * len(tm["classes"]))
+        ext = tm.get("extrapolated")
+        if ext:
+            lines[-2] += f" MB/class | extrapolated to C={ext['classes']} |"
+            lines[-1] += "---|---|"
         for label, row in tm["peak_mb"].items():
             cells = " | ".join(_mb(row.get(c)).replace(" MB", "") for c in tm["classes"])
+            if ext:
+                cells += f" | {tm['mb_per_class'][label]:.1f} | ~{ext['peak_mb'][label]:,.0f}"
             lines.append(f"| {label} | {cells} |")
     logger.info("\n" + "\n".join(lines))
 
@@ -633,6 +650,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-classes", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--memory-batch", type=int, default=4)
     p.add_argument("--class-chunk", type=int, default=8)
+    p.add_argument("--extrapolate-classes", type=int, default=500,
+                   help="linear extrapolation target of the teacher memory curves")  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--json", default="", help="write the results as JSON to this path")
     return p.parse_args(argv)
