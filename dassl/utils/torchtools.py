@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from .errors import UserInputError
 from .logger import get_logger
 from .tools import atomic_write, mkdir_if_missing
 
@@ -51,7 +52,7 @@ POINTER_FILE = "checkpoint"
 BEST_NAME = "model-best.pth.tar"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RuntimeError, UserInputError):
     """A checkpoint file cannot be read (corrupt, truncated, or not a torch file)."""
 
 
