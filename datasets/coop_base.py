@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils import UserInputError, listdir_nohidden, read_json, write_json
 from dassl.utils.logger import get_logger
 from dassl.utils.tools import atomic_write
 
@@ -81,7 +81,7 @@ DATA_ENV_VAR = "PROMPTKD_DATA"
 DOCS_PATH = "docs/DATASETS.md"
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(FileNotFoundError, UserInputError):
     """A dataset directory, split file, annotation file or image is missing or malformed."""
 
 

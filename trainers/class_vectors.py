@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dassl.utils.errors import InputFileNotFoundError, InvalidInputError, UserInputError
+
 __all__ = [
     "FORMAT_VERSION",
     "TENSOR_KEY",
     "ClassVectors",
     "ClassVectorMismatch",
+    "ClassVectorFileError",
     "save_class_vectors",
     "load_class_vectors",
     "sha256_file",
@@ -44,8 +47,18 @@ FORMAT_VERSION = 1
 TENSOR_KEY = "class_vectors"
 
 
-class ClassVectorMismatch(ValueError):
+class ClassVectorMismatch(ValueError, UserInputError):
     """The class-vector file does not fit the dataset or the model."""
+
+
+class ClassVectorFileError(InvalidInputError):
+    """The class-vector file is truncated, corrupt or not a class-vector file."""
+
+
+_REEXPORT = (
+    "re-create it: rerun the teacher (it writes <out>/class_vectors.safetensors) or "
+    "tools/export_class_vectors.py"
+)
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
@@ -164,19 +177,31 @@ def load_class_vectors(
     from safetensors import safe_open
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"Class-vector file not found: {path}. Train a teacher (PromptKDTeacher writes "
             f"<out>/class_vectors.safetensors) or export one with tools/export_class_vectors.py, "
             f"then set TRAINER.PROMPTKD.CLASS_VECTORS or TRAINER.PROMPTKD.TEACHER_WEIGHTS."
         )
-    with safe_open(path, framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        if TENSOR_KEY not in f.keys():
-            raise ValueError(f"{path} has no tensor {TENSOR_KEY!r}; not a class-vector file")
-        vectors = f.get_tensor(TENSOR_KEY).float()
-    version = int(meta.get("format_version", "0"))
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if TENSOR_KEY not in f.keys():
+                raise ClassVectorFileError(
+                    f"{path} has no tensor {TENSOR_KEY!r}; not a class-vector file: {_REEXPORT}"
+                )
+            vectors = f.get_tensor(TENSOR_KEY).float()
+    except UserInputError:
+        raise
+    except Exception as e:  # safetensors raises its own SafetensorError, OSError, ...
+        raise ClassVectorFileError(
+            f"Class-vector file {path} is truncated or corrupt ({e}); {_REEXPORT}"
+        ) from e
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        version = -1
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise ClassVectorFileError(
             f"{path}: class-vector format version {version} is not supported (expected "
             f"{FORMAT_VERSION}); re-export it with tools/export_class_vectors.py"
         )
@@ -184,8 +209,10 @@ def load_class_vectors(
         names = json.loads(meta["classnames"])
         b0, b1 = json.loads(meta["base_classes"])
         n0, n1 = json.loads(meta["new_classes"])
-    except KeyError as e:
-        raise ValueError(f"{path}: metadata key {e} missing; not a class-vector file") from e
+    except (KeyError, ValueError, TypeError) as e:
+        raise ClassVectorFileError(
+            f"{path}: metadata {e} missing or malformed; not a class-vector file: {_REEXPORT}"
+        ) from e
     cv = ClassVectors(
         vectors=vectors,
         classnames=list(names),
@@ -199,7 +226,7 @@ def load_class_vectors(
         path=path,
     )
     if len(cv.classnames) != cv.num_classes:
-        raise ValueError(
+        raise ClassVectorFileError(
             f"{path}: {cv.num_classes} vectors but {len(cv.classnames)} class names in metadata"
         )
     cv.validate(classnames, dim)

@@ -8,8 +8,16 @@ the log too. Raise it only where the input, not the code, is at fault.
 
 from __future__ import annotations
 
-__all__ = ["UserInputError"]
+__all__ = ["UserInputError", "InputFileNotFoundError", "InvalidInputError"]
 
 
 class UserInputError(Exception):
     """Bad user input: the message names the file or key and the fix."""
+
+
+class InputFileNotFoundError(FileNotFoundError, UserInputError):
+    """A file or directory the user pointed at does not exist (still a FileNotFoundError)."""
+
+
+class InvalidInputError(ValueError, UserInputError):
+    """A user-given file or value is unusable (still a ValueError for existing callers)."""

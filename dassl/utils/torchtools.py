@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from .errors import UserInputError
+from .errors import InputFileNotFoundError, UserInputError
 from .logger import get_logger
 from .tools import atomic_write, mkdir_if_missing
 
@@ -313,21 +313,21 @@ def resume_from_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
 ) -> int:
-    """Restore model/optimizer/scheduler from the file named in ``fdir/checkpoint``.
+    """Restore model/optimizer/scheduler from the latest checkpoint in ``fdir``.
+
+    The file is found by :func:`dassl.engine.checkpointer.find_checkpoint` (the pointer's file,
+    else the newest ``model.pth.tar-<N>``).
 
     Loads the model strictly; returns the stored ``epoch`` (number of completed epochs).
     """
-    pointer = os.path.join(fdir, POINTER_FILE)
-    if not os.path.isfile(pointer):
-        raise FileNotFoundError(
-            f'Cannot resume: pointer file "{pointer}" is missing (it names the latest '
-            f"checkpoint in {fdir}). Remove the directory to train from scratch."
+    from dassl.engine.checkpointer import find_checkpoint  # the one run-dir rule
+
+    fpath = find_checkpoint(fdir, purpose="resume")
+    if fpath is None:
+        raise InputFileNotFoundError(
+            f'Cannot resume: no checkpoint in "{fdir}" (no "{POINTER_FILE}" pointer and no '
+            "model.pth.tar-<N>). Remove the directory to train from scratch."
         )
-    with open(pointer, encoding="utf-8") as f:
-        name = f.readline().strip("\n")
-    if not name:
-        raise CheckpointError(f'Cannot resume: pointer file "{pointer}" is empty')
-    fpath = os.path.join(fdir, name)
     log.info('Loading checkpoint from "%s"', fpath)
     checkpoint = load_checkpoint(fpath)
     model.load_state_dict(checkpoint["state_dict"])
