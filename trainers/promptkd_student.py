@@ -41,7 +41,9 @@ import clip
 from clip.model import build_visual
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.checkpointer import CheckpointMismatchError, run_dir_of
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import InputFileNotFoundError, InvalidInputError, load_checkpoint
 from dassl.utils.logger import get_logger
 
 from .class_vectors import ClassVectors, load_class_vectors
@@ -123,10 +125,10 @@ def build_teacher_visual(
         "visual." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
     }
     if not visual_sd:
-        raise RuntimeError(f"Teacher checkpoint {source} has no image_encoder.* keys")
+        raise CheckpointMismatchError(f"Teacher checkpoint {source} has no image_encoder.* keys")
     if "visual.conv1.weight" not in visual_sd:
         if not base_clip:
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"Teacher checkpoint {source} holds only prompt weights; set "
                 "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
             )
@@ -140,13 +142,13 @@ def build_teacher_visual(
     try:
         visual = build_visual(visual_sd, design_details)
     except ValueError as err:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} does not fit the teacher prompt settings "
             f"{design_details}: {err}"
         ) from err
     missing = [k for k in visual.state_dict() if "visual." + k not in visual_sd]
     if missing:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} lacks image-encoder keys {missing} required by the "
             f"teacher prompt settings {design_details}; a missing prompt would silently stay random"
         )
@@ -172,14 +174,14 @@ def teacher_vision_design(state_dict: dict[str, torch.Tensor], source: str) -> d
     )
     depth = 1 + len(layers)
     if layers != list(range(1, depth)):
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source}: deep vision prompts exist for layers {layers}, which "
             f"are not the contiguous layers 1..{depth - 1} an IVLP teacher has"
         )
     for n in layers:
         shape = tuple(state_dict[f"image_encoder.transformer.resblocks.{n}.VPT_shallow"].shape)
         if shape != tuple(vpt.shape):
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"Teacher checkpoint {source}: layer-{n} vision prompts have shape {shape}, "
                 f"image_encoder.VPT has {tuple(vpt.shape)}"
             )
@@ -193,24 +195,24 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     def check_cfg(self, cfg: Any) -> None:
         kd = cfg.TRAINER.PROMPTKD
         if cfg.TRAINER.MODAL not in MODALS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.MODAL must be one of {list(MODALS)}, got {cfg.TRAINER.MODAL!r}"
             )
         if kd.KD_NORM not in KD_NORMALIZATIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.KD_NORM must be one of {list(KD_NORMALIZATIONS)}, got {kd.KD_NORM!r}"
             )
         if kd.PROJECTOR not in PROJECTOR_TYPES:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.PROJECTOR must be one of {list(PROJECTOR_TYPES)}, got {kd.PROJECTOR!r}"
             )
         if kd.CE_WEIGHT != 0.0:
-            raise ValueError(
+            raise InvalidInputError(
                 "TRAINER.PROMPTKD.CE_WEIGHT must be 0.0: the PromptKD student is unsupervised and "
                 "never reads labels (upstream also ignores this key)"
             )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
-            raise ValueError(
+            raise InvalidInputError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "
                 "dir or checkpoint) and/or TRAINER.PROMPTKD.CLASS_VECTORS (.safetensors)"
             )
@@ -253,18 +255,38 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
 
     # ------------------------------------------------------------------ model
     def class_vectors_path(self) -> str:
+        """``CLASS_VECTORS``, else ``class_vectors.safetensors`` in the teacher's run directory
+        (:func:`dassl.engine.checkpointer.run_dir_of`, the same rule as the weights)."""
         kd = self.cfg.TRAINER.PROMPTKD
         if kd.CLASS_VECTORS:
             return kd.CLASS_VECTORS
-        weights = kd.TEACHER_WEIGHTS
-        run_dir = (
-            weights
-            if os.path.isdir(weights)
-            else os.path.dirname(os.path.dirname(os.path.abspath(weights)))
-        )
-        if os.path.basename(os.path.normpath(run_dir)) == MODEL_NAME:
-            run_dir = os.path.dirname(os.path.normpath(run_dir))
-        return os.path.join(run_dir, CLASS_VECTORS_FILE)
+        return os.path.join(run_dir_of(kd.TEACHER_WEIGHTS, MODEL_NAME), CLASS_VECTORS_FILE)
+
+    def load_init_weights(self) -> None:
+        """``MODEL.INIT_WEIGHTS`` (as the official student): matching keys into the student."""
+        path = self.cfg.MODEL.INIT_WEIGHTS
+        if not path:
+            return
+        if not os.path.isfile(path):
+            raise InputFileNotFoundError(
+                f"MODEL.INIT_WEIGHTS {path} does not exist: give a student checkpoint file or "
+                "leave the key empty"
+            )
+        ckpt = load_checkpoint(path, legacy="auto")
+        sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
+        own = self.model.state_dict()
+        matched = {}
+        for k, v in sd.items():
+            k = k[len("module.") :] if k.startswith("module.") else k
+            if k in own and torch.is_tensor(v) and v.shape == own[k].shape:
+                matched[k] = v
+        logger.info(f"MODEL.INIT_WEIGHTS: {len(matched)} tensors initialised from {path}")
+        if not matched:
+            raise CheckpointMismatchError(
+                f"MODEL.INIT_WEIGHTS {path}: no tensor matches the student's names and shapes; "
+                "give a checkpoint of this student (same backbone and prompt settings)"
+            )
+        self.model.load_state_dict(matched, strict=False)
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -290,13 +312,14 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         visual = student_clip.visual
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
-            raise ValueError(
+            raise InvalidInputError(
                 f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the student's input resolution {res}"
             )
         projector = build_projector(
             kd.PROJECTOR, visual.output_dim, self.class_vectors.dim, kd.PROJECT_LAYER
         )
         self.model = StudentCLIP(visual, projector, student_clip.logit_scale)
+        self.load_init_weights()
         for name, p in self.model.named_parameters():
             p.requires_grad_("VPT" in name or name.startswith("VPT_image_trans."))
         cast_frozen(self.model, self.precision.frozen_dtype).to(self.device)
@@ -318,7 +341,7 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         cfg = self.cfg
         kd = cfg.TRAINER.PROMPTKD
         if not kd.TEACHER_WEIGHTS:
-            raise ValueError(
+            raise InvalidInputError(
                 "Training needs TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run dir or checkpoint)"
             )
         path = resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS)
@@ -332,7 +355,7 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
         self.class_vectors.validate(dim=visual.output_dim)
         if "logit_scale" not in sd:
-            raise RuntimeError(f"Teacher checkpoint {file} has no logit_scale")
+            raise CheckpointMismatchError(f"Teacher checkpoint {file} has no logit_scale")
         scale = float(sd["logit_scale"].float().exp())
         visual.to(self.precision.frozen_dtype)
         distiller = Distiller(visual, self.class_vectors.vectors, scale, self.kd_loss)
@@ -386,11 +409,6 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
         vectors = self.class_vectors.subset(subset.class_range).to(self.device)
         return lambda images: self.student_logits(images, vectors)
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        super().load_model(directory, epoch)
-        if directory:
-            self.results_epoch = epoch
 
 
 @TRAINER_REGISTRY.register()

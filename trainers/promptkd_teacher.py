@@ -25,9 +25,10 @@ from torch import nn
 import clip
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.engine import distributed as dist
+from dassl.engine.checkpointer import CheckpointMismatchError, find_checkpoint
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint
+from dassl.utils import InputFileNotFoundError, InvalidInputError, load_checkpoint
 from dassl.utils.logger import get_logger
 
 from .class_vectors import save_class_vectors, sha256_file
@@ -55,7 +56,6 @@ logger = get_logger(__name__)
 MODEL_NAME = "VLPromptLearner"
 ZS_PREFIX = "prompt_learner.ZS_image_encoder."
 CLASS_VECTORS_FILE = "class_vectors.safetensors"
-GPA_STATE_FILE = "gpa_state.pt"
 
 
 def ivlp_design_details(node: Any) -> dict[str, Any]:
@@ -145,38 +145,16 @@ def store_class_vectors(
 def resolve_teacher_checkpoint(path: str) -> str:
     """A checkpoint file from a file path or a run dir (``<dir>/VLPromptLearner/...``).
 
-    In a directory the ``checkpoint`` pointer wins, then ``model-best.pth.tar``, then the
-    highest ``model.pth.tar-N``.
+    The engine's one rule (:func:`dassl.engine.checkpointer.find_checkpoint`, "final"): in a
+    directory ``model-best.pth.tar`` (the deployed weights of a ``best_val`` run), else the
+    latest save named by the ``checkpoint`` pointer, else the highest ``model.pth.tar-N``.
     """
-    if os.path.isfile(path):
-        return path
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
+    if not os.path.exists(path):
+        raise InputFileNotFoundError(
             f"Teacher weights not found: {path} (TRAINER.PROMPTKD.TEACHER_WEIGHTS / "
             f"--teacher-weights must be a teacher run dir or a checkpoint file)"
         )
-    model_dir = os.path.join(path, MODEL_NAME)
-    if not os.path.isdir(model_dir):
-        model_dir = path
-    pointer = os.path.join(model_dir, "checkpoint")
-    if os.path.isfile(pointer):
-        with open(pointer, encoding="utf-8") as f:
-            name = f.readline().strip()
-        if name and os.path.isfile(os.path.join(model_dir, name)):
-            return os.path.join(model_dir, name)
-    best = os.path.join(model_dir, "model-best.pth.tar")
-    if os.path.isfile(best):
-        return best
-    numbered = []
-    for name in os.listdir(model_dir):
-        if name.startswith("model.pth.tar-") and name.rsplit("-", 1)[1].isdigit():
-            numbered.append((int(name.rsplit("-", 1)[1]), name))
-    if not numbered:
-        raise FileNotFoundError(
-            f"No teacher checkpoint in {model_dir} (expected {MODEL_NAME}/model.pth.tar-N or "
-            f"model-best.pth.tar)"
-        )
-    return os.path.join(model_dir, max(numbered)[1])
+    return find_checkpoint(path, MODEL_NAME, purpose="final")
 
 
 def read_teacher_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str, int | None]:
@@ -189,7 +167,7 @@ def read_teacher_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str, in
     ckpt = load_checkpoint(file, legacy="auto")
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
-        raise ValueError(f"{file} holds no state dict (expected a Dassl checkpoint)")
+        raise InvalidInputError(f"{file} holds no state dict (expected a Dassl checkpoint)")
     fixed = set(fixed_buffer_keys())
     out = {}
     for k, v in sd.items():
@@ -215,7 +193,7 @@ def load_teacher_state_dict(
         if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or shapes:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} does not match the teacher built from the config "
             f"(TRAINER.PROMPTSRC N_CTX_*/PROMPT_DEPTH_*, MODEL.BACKBONE.NAME): missing keys "
             f"{missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
@@ -231,7 +209,7 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
     def check_cfg(self, cfg: Any) -> None:
         node = cfg.TRAINER.PROMPTSRC
         if node.PROMPT_DEPTH_TEXT < 1 or node.N_CTX_TEXT < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 "PromptKDTeacher needs text prompts: TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT >= 1 and "
                 f"N_CTX_TEXT >= 1 (got {node.PROMPT_DEPTH_TEXT}, {node.N_CTX_TEXT})"
             )
@@ -250,7 +228,7 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         )
         res = clip_model.visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
-            raise ValueError(
+            raise InvalidInputError(
                 f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP input resolution {res} "
                 f"of {cfg.MODEL.BACKBONE.NAME}"
             )
@@ -322,29 +300,27 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
             self.update_lr()
         return summary
 
+    def trainer_state_dict(self) -> dict[str, Any]:
+        """GPA's running aggregate lives inside every checkpoint (resume drops later epochs)."""
+        return {"gpa": self.gpa.state_dict()}
+
+    def load_trainer_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("gpa") is not None:
+            self.gpa.load_state_dict(state["gpa"], self.device)
+            logger.info(f"Resumed GPA state (epochs {self.gpa.epochs_seen})")
+
     def before_train(self) -> None:
         super().before_train()
-        path = os.path.join(self.output_dir, GPA_STATE_FILE)
-        if self.start_epoch > 0:
-            if os.path.isfile(path):
-                self.gpa.load_state_dict(
-                    torch.load(path, map_location="cpu", weights_only=True), self.device
-                )
-                logger.info(f"Resumed GPA state from {path} (epochs {self.gpa.epochs_seen})")
-            else:
-                logger.warning(
-                    f"Resuming at epoch {self.start_epoch} without {path}: GPA restarts and "
-                    "ignores the epochs trained before"
-                )
+        if self.start_epoch > 0 and not self.gpa.epochs_seen:
+            logger.warning(
+                f"Resuming at epoch {self.start_epoch} from a checkpoint without GPA state: "
+                "GPA restarts and ignores the epochs trained before"
+            )
 
     def after_epoch(self) -> None:
-        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate (then saved).
+        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate, which is
+        # then evaluated on val like any epoch (so best_val may select it) and saved.
         self.gpa.update(self.model, self.epoch)
-        if dist.is_main_process():
-            tmp = os.path.join(self.output_dir, GPA_STATE_FILE + ".tmp")
-            os.makedirs(self.output_dir, exist_ok=True)
-            torch.save(self.gpa.state_dict(), tmp)
-            os.replace(tmp, os.path.join(self.output_dir, GPA_STATE_FILE))
         if (self.epoch + 1) == self.max_epoch:
             logger.info("Using GPA model for final inference...")
             self.gpa.apply(self.model)
@@ -356,7 +332,13 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
 
     # ------------------------------------------------------------------ class vectors
     def write_class_vectors(self, path: str | None = None) -> str | None:
-        """Store the teacher text features of ALL classes (rank 0); returns the file path."""
+        """Store the teacher text features of ALL classes (rank 0); returns the file path.
+
+        They come from the weights deployed for the final evaluation: ``model-best`` under
+        ``TEST.FINAL_MODEL best_val`` (the best of the single epochs and the GPA aggregate on
+        val), else the last save (GPA applied). The metadata's SHA-256 is that file's, which
+        holds exactly the weights in memory here.
+        """
         if not dist.is_main_process():
             return None
         try:
@@ -388,13 +370,8 @@ class PromptKDTeacher(SubsetEvaluationMixin, TrainerX):
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
-        name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        path = os.path.join(directory, MODEL_NAME, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f'Model not found at "{path}" (check --model-dir and --load-epoch)'
-            )
+        path = find_checkpoint(directory, MODEL_NAME, epoch=epoch, purpose="final")
         sd, _, ckpt_epoch = read_teacher_state_dict(path)
         logger.info(f'Loading weights to {MODEL_NAME} from "{path}" (epoch = {ckpt_epoch})')
         load_teacher_state_dict(self.model, sd, path)
-        self.results_epoch = ckpt_epoch
+        self.evaluated_epoch = ckpt_epoch

@@ -255,7 +255,11 @@ class SubsetEvaluationMixin:
             )
         else:
             metrics = {"accuracy": accs["all"]}
-        epoch = self.results_epoch if self.results_epoch is not None else self.epoch + 1
+        # The engine knows which checkpoint epoch was loaded (eval-only, best_val); a trainer
+        # may only declare a fixed one (zero-shot: 0); else the epochs trained.
+        epoch = getattr(self, "evaluated_epoch", None)
+        if epoch is None:
+            epoch = self.results_epoch if self.results_epoch is not None else self.epoch + 1
         write_results(self.cfg.OUTPUT_DIR, metrics, self.cfg, epoch)
         return metrics
 

@@ -41,6 +41,7 @@ __all__ = [
     "find_resume_file",
     "find_checkpoint",
     "checkpoint_epoch",
+    "run_dir_of",
     "CheckpointMismatchError",
     "ITER_NAME",
     "unwrap",
@@ -52,8 +53,21 @@ _PERIODIC = re.compile(r"^model\.pth\.tar-(\d+)$")
 ITER_NAME = "model-iter.pth.tar"  # the rolling mid-epoch checkpoint
 
 
-class CheckpointMismatchError(UserInputError):
+class CheckpointMismatchError(RuntimeError, UserInputError):
     """A checkpoint's weights do not fit the model built from the config."""
+
+
+def run_dir_of(path: str, model_name: str) -> str:
+    """The run directory of ``path`` (a run dir, its ``<model_name>`` dir, or a file in it).
+
+    Side files of a run (e.g. the teacher's class vectors) sit in this directory.
+    """
+    path = os.path.normpath(os.path.abspath(path))
+    if os.path.isfile(path):
+        path = os.path.dirname(path)
+    if os.path.basename(path) == model_name:
+        path = os.path.dirname(path)
+    return path
 
 
 def _periodic_epochs(model_dir: str) -> list[int]:
@@ -81,7 +95,11 @@ def find_checkpoint(
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
-        raise InputFileNotFoundError(f'No checkpoint file or run directory at "{path}"')
+        if purpose == "resume" and epoch is None:
+            return None  # a new run
+        raise InputFileNotFoundError(
+            f'No checkpoint file or run directory at "{path}": check the path you gave'
+        )
     model_dir = os.path.join(path, model_name) if model_name else path
     if not os.path.isdir(model_dir):
         model_dir = path

@@ -531,6 +531,8 @@ class SimpleTrainer(TrainerBase):
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch > 0:
+            self.epoch = self.start_epoch - 1  # the last completed epoch (if none remains)
 
         # Initialize summary writer (TensorBoard + metrics.jsonl), main process only
         if dist_utils.is_main_process():
