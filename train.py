@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out_dir = cfg.OUTPUT_DIR
     created_out = not os.path.isdir(out_dir) or not os.listdir(out_dir)
-    lock = RunDirLock(out_dir)
+    lock = RunDirLock(out_dir, warn=False)
     progress = {"outputs": False}
     try:
         if distributed:
@@ -298,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lock.acquire()  # creates the directory
         dist_utils.barrier()
         setup_logger(out_dir, rank=rank)
+        if lock.took_over:
+            logger.warning(lock.took_over)
 
         if cfg.SEED >= 0:
             logger.info(f"Setting fixed seed: {cfg.SEED}")

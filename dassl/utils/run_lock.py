@@ -49,10 +49,14 @@ def pid_alive(pid: int) -> bool:
 class RunDirLock:
     """``with RunDirLock(out_dir): ...`` holds ``<out_dir>/.run.lock`` for the run."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, warn: bool = True) -> None:
         self.directory = directory
         self.path = os.path.join(directory, LOCK_FILE)
         self.held = False
+        self.warn = (
+            warn  # False: the caller logs ``took_over`` itself (e.g. once its log is set up)
+        )
+        self.took_over: str | None = None  # message about a stale lock that was taken over
 
     def _record(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
@@ -99,11 +103,13 @@ class RunDirLock:
                     f'output directory "{self.directory}" is in use by another run ({where}, '
                     f"lock file {self.path}): {fix}"
                 )
-            logger.warning(
-                "Taking over the stale lock %s of %s (process no longer running)",
-                self.path,
-                f"pid {pid} on {host}" if holder else "an unreadable lock file",
+            self.took_over = (
+                f"Taking over the stale lock {self.path} of "
+                f"{f'pid {pid} on {host}' if holder else 'an unreadable lock file'} (process no "
+                "longer running; resuming from its last complete checkpoint if any)"
             )
+            if self.warn:
+                logger.warning(self.took_over)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
         raise RunDirLocked(f"could not take the lock {self.path}; another run keeps creating it")
