@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -232,6 +233,20 @@ def print_args(args: argparse.Namespace, cfg: Any) -> None:
     logger.info(str(cfg))
 
 
+def check_output_dir(out_dir: str) -> None:
+    """Create ``out_dir`` and make sure files can be created in it (raises UsageError)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write_test.")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(
+            f'output directory "{out_dir}" (--output-dir / OUTPUT_DIR) is not writable '
+            f"({e.strerror}): choose a writable directory or fix its permissions"
+        ) from e
+
+
 def _fail(msg: str) -> int:
     sys.stderr.write(f"train.py: error: {msg}\n")
     sys.stderr.flush()
@@ -295,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed:
             dist_utils.check_same_config(cfg.dump())
         if rank == 0:
-            lock.acquire()  # creates the directory
+            check_output_dir(out_dir)
+            lock.acquire()
         dist_utils.barrier()
         setup_logger(out_dir, rank=rank)
         if lock.took_over:

@@ -40,6 +40,7 @@ from torchvision.transforms import (
 
 from clip.model import StateDictError, build_model
 from clip.simple_tokenizer import SimpleTokenizer
+from dassl.utils.errors import UserInputError
 
 __all__ = ["available_models", "load", "tokenize"]
 
@@ -88,6 +89,10 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+class ModelNotFoundError(RuntimeError, UserInputError):
+    """An unknown CLIP name or a missing weights file (the user's input)."""
+
+
 def _is_url(url: str) -> bool:
     return "://" in url
 
@@ -114,7 +119,7 @@ def _download(url: str, root: str | None = None) -> str:
         hint = ""
         if os.path.abspath(url).startswith(WEIGHTS_DIR):
             hint = "; create the shipped toy models with `python tools/pretrain_toy_clip.py`"
-        raise RuntimeError(f"model file {url} does not exist{hint}")
+        raise ModelNotFoundError(f"model file {url} does not exist{hint}")
 
     root = root or default_cache_dir()
     os.makedirs(root, exist_ok=True)
@@ -263,7 +268,10 @@ def load(
     elif os.path.isfile(name):
         model_path = name
     else:
-        raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
+        raise ModelNotFoundError(
+            f"Model {name} not found (MODEL.BACKBONE.NAME / TRAINER.*.TEACHER_NAME): give one of "
+            f"{available_models()} or the path of a CLIP checkpoint file"
+        )
 
     state_dict, jit_module = read_state_dict(model_path)
     if jit:

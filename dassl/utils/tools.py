@@ -191,15 +191,42 @@ def download_url(url: str, dst: str) -> None:
         raise
 
 
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB from any mode: CMYK, palette (with transparency), grayscale, 16/32-bit, alpha.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit grayscale to white, so high-bit-depth images
+    are rescaled to 8 bits first; transparent pixels are composited on black as upstream does.
+    """
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if img.mode == "F":
+            top = max(float(arr.max(initial=0)), 1.0) if arr.max(initial=0) > 1 else 1.0
+        arr = np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
 def read_image(path: str) -> Image.Image:
-    """Read an image as RGB; raise :class:`ImageReadError` naming the file on any failure."""
+    """Read an image as RGB; raise :class:`ImageReadError` naming the file on any failure.
+
+    CMYK, palette, grayscale, 16-bit and alpha images are converted (:func:`_to_rgb`), not
+    rejected; missing, empty or undecodable files are the user's to fix.
+    """
     if not os.path.exists(path):
         raise ImageReadError(path, "file does not exist (check DATASET.ROOT and the split file)")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(path, "the file is empty (0 bytes): re-copy or re-download it")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(path, f"corrupt or unsupported image ({e})") from e
+            img.load()
+            return _to_rgb(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageReadError(
+            path, f"corrupt or unsupported image ({e}): re-copy or re-download it"
+        ) from e
 
 
 def collect_env_info() -> str:

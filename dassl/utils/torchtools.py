@@ -33,6 +33,7 @@ from .tools import atomic_write, mkdir_if_missing
 __all__ = [
     "CheckpointError",
     "LegacyCheckpointError",
+    "UnsafeCheckpointError",
     "LegacyObject",
     "RestrictedUnpickler",
     "is_legacy_checkpoint_error",
@@ -144,6 +145,30 @@ for _name in ("_rebuild_tensor_v3",):
         _ALLOWED[("torch._utils", _name)] = getattr(torch._utils, _name)
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint's pickle calls a function that can run code (``os.system``, ``eval``...)."""
+
+
+# Modules whose functions a weights file has no reason to reference: a pickle naming one of
+# them is refused outright (loading never runs it anyway; the message says why it is refused).
+_DANGEROUS_MODULES = (
+    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "code",
+    "pickle", "marshal", "ctypes", "multiprocessing", "webbrowser", "pty", "commands",
+    "io", "tempfile", "urllib", "requests", "http",
+)  # fmt: skip
+_DANGEROUS_BUILTINS = {
+    "eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr", "globals",
+    "locals", "vars", "input", "breakpoint", "exit", "quit", "help", "memoryview",
+}  # fmt: skip
+
+
+def _is_dangerous(module: str, name: str) -> bool:
+    root = module.split(".", 1)[0]
+    if root in _DANGEROUS_MODULES:
+        return True
+    return root in ("builtins", "__builtin__") and name in _DANGEROUS_BUILTINS
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only tensor-rebuild functions and plain containers.
 
@@ -158,6 +183,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         key = (module, name)
         if key in _ALLOWED:
             return _ALLOWED[key]
+        if _is_dangerous(module, name):
+            raise UnsafeCheckpointError(
+                f"refused: the file references {module}.{name}, which a weights file never "
+                "needs; it would run code when unpickled by plain torch.load. Nothing was "
+                "executed. Do not use this file; get the checkpoint from a trusted source"
+            )
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         return _placeholder(module, name)
@@ -239,6 +270,8 @@ def load_checkpoint(fpath: str | None, legacy: bool | Literal["auto"] = "auto") 
 
     try:
         return _load_legacy(fpath)
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(f'Checkpoint "{fpath}" {e}') from e
     except (
         pickle.UnpicklingError,
         RuntimeError,
