@@ -322,10 +322,14 @@ def _load_state(model: nn.Module, state_dict: Mapping[str, Any], fpath: str, wha
 
 
 def load_models(
-    directory: str, models: Mapping[str, nn.Module], epoch: int | None = None
+    directory: str,
+    models: Mapping[str, nn.Module],
+    epoch: int | None = None,
+    keep_own: tuple[str, ...] = (),
 ) -> int | None:
     """Strictly load each model's final weights (:func:`find_checkpoint`, or ``epoch``).
 
+    Entries whose last name is in ``keep_own`` (class-name buffers) keep the model's values.
     Returns the checkpoint's ``epoch`` (completed epochs; None if the file has none) so the
     engine knows which epoch it evaluates.
     """
@@ -339,6 +343,13 @@ def load_models(
         val_result = checkpoint.get("val_result", checkpoint.get("result"))
         val_str = "None" if val_result is None else f"{val_result:.1f}"
         logger.info(f"Load {model_path} to {name} (epoch={ckpt_epoch}, val_result={val_str})")
+        if keep_own:
+
+            def kept(key: str) -> bool:
+                return key.rsplit(".", 1)[-1] in keep_own
+
+            state_dict = {k: v for k, v in state_dict.items() if not kept(k)}
+            state_dict.update({k: v for k, v in unwrap(model).state_dict().items() if kept(k)})
         _load_state(model, state_dict, model_path, "load")
     return ckpt_epoch
 
