@@ -1,7 +1,7 @@
 """Exact resume: a run SIGKILLed anywhere and rerun into the same directory ends bit-identical.
 
 The PromptSRC teacher (GPA state, random crops and flips, SGD with momentum, cosine schedule)
-trains 3 tiny epochs with epoch checkpoints and a mid-epoch checkpoint every 2 batches
+trains 3 tiny epochs with checkpoints every 2 epochs and a mid-epoch one every 2 batches
 (``TRAIN.CHECKPOINT_ITER_FREQ``). Killed runs are subprocesses of ``train.py`` with a hook that
 sends SIGKILL to itself (after an epoch checkpoint, mid-epoch after a batch, or halfway through
 writing a checkpoint); the rerun uses the same command, as a user would. Final weights,
@@ -99,7 +99,7 @@ def setup(tmp_path_factory):
         "TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.N_CTX_TEXT", "2",
         "TRAINER.PROMPTSRC.N_CTX_VISION", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2",
         "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2", "TRAINER.PROMPTSRC.CTX_INIT", "",
-        "TRAIN.CHECKPOINT_FREQ", "1", "TRAIN.CHECKPOINT_ITER_FREQ", "2", "TRAIN.PRINT_FREQ", "100",
+        "TRAIN.CHECKPOINT_FREQ", "2", "TRAIN.CHECKPOINT_ITER_FREQ", "2", "TRAIN.PRINT_FREQ", "100",
     ]  # fmt: skip
     ref = base / "reference"
     assert train.main([*argv, "--output-dir", str(ref), *opts]) == 0
@@ -143,9 +143,11 @@ def _killed_run(hook: Path, mode: str, a: int, b: int, argv: list[str]) -> None:
 @pytest.mark.parametrize(
     "mode, a, b",
     [
-        ("after_epoch_save", 0, 0),  # resume at an epoch boundary
+        ("after_epoch_save", 1, 0),  # resume at an epoch boundary
         ("after_batch", 1, 2),  # mid-epoch: model-iter after batch 2, batch 3 lost
-        ("mid_write", 1, 0),  # truncated write of epoch 2's checkpoint
+        # truncated write of the last checkpoint, after GPA saw epoch 3: the old gpa_state.pt
+        # side file then resumed as epochs [0, 1, 2, 2]
+        ("mid_write", 2, 0),
     ],
 )
 def test_killed_run_resumes_bit_identical(setup, mode, a, b):
@@ -157,7 +159,7 @@ def test_killed_run_resumes_bit_identical(setup, mode, a, b):
     assert (out / ".run.lock").is_file()  # the dead run's lock is left behind
     if mode == "mid_write":
         # the half-written file never took the real name; the pointer names the last good one
-        assert not (model_dir / "model.pth.tar-2").exists()
+        assert not (model_dir / "model.pth.tar-3").exists()
         assert any(p.name.endswith(".tmp") for p in model_dir.iterdir())
         assert (model_dir / "checkpoint").read_text().strip() == "model-iter.pth.tar"
     if mode == "after_batch":
