@@ -1053,3 +1053,20 @@ def build_visual(
         visual = build_vision_tower(vision_cfg, design_details)
     _load_checked(visual, visual_sd)
     return visual.eval()
+
+
+def build_from_cfgs(
+    state_dict: Mapping[str, torch.Tensor],
+    vision_cfg: VisionCfg,
+    text_cfg: TextCfg,
+    design_details: Mapping[str, Any] | None = None,
+) -> CLIP:
+    """A CLIP of the given towers loaded strictly from ``state_dict`` (OpenAI key layout).
+
+    Used for converted checkpoints (Hugging Face, OpenCLIP), whose architecture is not readable
+    off tensor shapes (heads, activation, LayerNorm eps, pooling). The weights stay fp32; only
+    prompt parameters may be absent. Returns the model in eval mode.
+    """
+    model = CLIP.from_cfgs(vision_cfg, text_cfg, design_details)
+    _load_checked(model, state_dict)
+    return model.eval()
