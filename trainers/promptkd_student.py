@@ -124,21 +124,25 @@ def build_teacher_visual(
     }
     if not visual_sd:
         raise RuntimeError(f"Teacher checkpoint {source} has no image_encoder.* keys")
-    if "visual.conv1.weight" not in visual_sd:
-        if not base_clip:
-            raise RuntimeError(
-                f"Teacher checkpoint {source} holds only prompt weights; set "
-                "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
-            )
-        from clip.clip import _MODELS, _download, read_state_dict
-
-        path = _download(_MODELS[base_clip]) if base_clip in _MODELS else base_clip
-        base_sd, _ = read_state_dict(path)
-        merged = {k: v for k, v in base_sd.items() if k.startswith("visual.")}
+    prompts_only = "visual.conv1.weight" not in visual_sd
+    if prompts_only and not base_clip:
+        raise RuntimeError(
+            f"Teacher checkpoint {source} holds only prompt weights; set "
+            "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
+        )
+    # TEACHER_NAME gives the tower's architecture for converted (HF/OpenCLIP) teachers.
+    converted = bool(base_clip) and clip.clip.source_kind(base_clip) != "openai"
+    base = (
+        clip.clip.resolve_clip(base_clip, weights=prompts_only)
+        if prompts_only or converted
+        else None
+    )
+    if prompts_only:
+        merged = {k: v for k, v in base.state_dict.items() if k.startswith("visual.")}
         merged.update(visual_sd)
         visual_sd = merged
     try:
-        visual = build_visual(visual_sd, design_details)
+        visual = build_visual(visual_sd, design_details, base.vision_cfg if base else None)
     except ValueError as err:
         raise RuntimeError(
             f"Teacher checkpoint {source} does not fit the teacher prompt settings "
@@ -329,6 +333,13 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
             f"Teacher vision prompts (from the checkpoint): depth {design['vision_depth']}, "
             f"{design['vision_ctx']} tokens"
         )
+        recorded = self.class_vectors.teacher_backbone
+        if recorded and recorded != kd.TEACHER_NAME and clip.clip.source_kind(recorded) != "openai":
+            raise RuntimeError(
+                f"the class vectors come from teacher {recorded!r}, but TRAINER.PROMPTKD."
+                f"TEACHER_NAME is {kd.TEACHER_NAME!r}; set it to {recorded!r} (a converted "
+                "teacher's architecture is read from that name, not from the checkpoint)"
+            )
         visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
         self.class_vectors.validate(dim=visual.output_dim)
         if "logit_scale" not in sd:
