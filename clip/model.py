@@ -996,7 +996,7 @@ def _load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> 
     try:
         missing, unexpected = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise StateDictError(f"state dict does not fit the inferred architecture: {err}") from err
+        raise StateDictError(f"state dict does not fit the architecture: {err}") from err
     missing = [k for k in missing if not _is_prompt_param(k)]
     if missing or unexpected:
         raise StateDictError(

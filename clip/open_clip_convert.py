@@ -151,21 +151,17 @@ def model_config(arch: str) -> tuple[dict[str, Any], str]:
 
 
 def _check_options(
-    cfg: Mapping[str, Any],
-    refused: Mapping[str, tuple],
-    ignored: set[str],
-    node: str,
-    source: str,
-) -> None:
+    cfg: Mapping[str, Any], refused: Mapping[str, tuple], ignored: set[str], node: str
+) -> list[str]:
+    """The options of ``cfg`` that we do not implement, as ``node.key = value`` strings."""
+    problems = []
     for key, value in cfg.items():
         if key in refused:
             if value not in refused[key]:
-                raise RuntimeError(
-                    f"{source}: {node}{key} = {value!r} is not supported (only "
-                    f"{refused[key][0]!r}); this architecture cannot be converted to our CLIP"
-                )
+                problems.append(f"{node}{key} = {value!r}")
         elif key not in ignored:
-            raise RuntimeError(f"{source}: unknown OpenCLIP option {node}{key} = {value!r}")
+            problems.append(f"{node}{key} = {value!r} (unknown OpenCLIP option)")
+    return problems
 
 
 def _square(value: Any, what: str, source: str) -> int:
@@ -220,14 +216,21 @@ def _text_defaults() -> dict[str, Any]:
 
 def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextCfg]:
     """Our tower configs of an OpenCLIP model config; unsupported options raise, named."""
-    _check_options(config, _REFUSED_TOP, _IGNORED_TOP, "", source)
+    vis_raw = dict(config.get("vision_cfg") or {})
+    txt_raw = dict(config.get("text_cfg") or {})
+    problems = _check_options(config, _REFUSED_TOP, _IGNORED_TOP, "")
+    problems += _check_options(vis_raw, _REFUSED_VISION, _IGNORED_VISION, "vision_cfg.")
+    problems += _check_options(txt_raw, _REFUSED_TEXT, _IGNORED_TEXT, "text_cfg.")
+    if problems:
+        raise RuntimeError(
+            f"{source}: this OpenCLIP architecture cannot be converted to our CLIP; "
+            f"unsupported: {', '.join(problems)}"
+        )
     if "embed_dim" not in config:
         raise RuntimeError(f"{source}: the model config has no embed_dim")
     embed_dim = int(config["embed_dim"])
     act = "quick_gelu" if config.get("quick_gelu", False) else "gelu"
 
-    vis_raw = dict(config.get("vision_cfg") or {})
-    _check_options(vis_raw, _REFUSED_VISION, _IGNORED_VISION, "vision_cfg.", source)
     vis = {**_vision_defaults(), **vis_raw}
     if vis["pool_type"] not in ("tok", "avg"):
         raise RuntimeError(
@@ -265,8 +268,6 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
             ln_pre=not vis["no_ln_pre"],
         )
 
-    txt_raw = dict(config.get("text_cfg") or {})
-    _check_options(txt_raw, _REFUSED_TEXT, _IGNORED_TEXT, "text_cfg.", source)
     txt = {**_text_defaults(), **txt_raw}
     if txt["pool_type"] not in ("argmax", "eos"):
         raise RuntimeError(
