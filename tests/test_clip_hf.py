@@ -192,3 +192,30 @@ def test_refuses_other_models_and_foreign_weights(snapshot, tmp_path):
     json.dump(config, open(small / "config.json", "w"))
     with pytest.raises(RuntimeError, match="vocab_size 1000"):
         clip.load(str(small))
+
+
+def test_vit_h14_teacher_config_is_the_vit_l14_recipe_on_the_laion_snapshot(tmp_path, monkeypatch):
+    import yaml
+
+    import train
+
+    folder = "configs/trainers/PromptSRC/"
+    config_file = folder + "vit_h14_openclip_c2_ep20_batch8_4+4ctx.yaml"
+    vit_h = yaml.safe_load(open(config_file))
+    vit_l = yaml.safe_load(open(folder + "vit_l14_c2_ep20_batch8_4+4ctx.yaml"))
+    name = vit_h["MODEL"]["BACKBONE"].pop("NAME")
+    vit_l["MODEL"]["BACKBONE"].pop("NAME")
+    assert name == "hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K" and vit_h == vit_l
+    argv = [
+        "--trainer",
+        "PromptKDTeacher",
+        "--config-file",
+        config_file,
+        "--output-dir",
+        str(tmp_path),
+    ]
+    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    assert cfg.MODEL.BACKBONE.NAME == name
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RuntimeError, match="huggingface-cli download laion/CLIP-ViT-H-14"):
+        clip.load(name)
