@@ -364,7 +364,10 @@ def load(
     try:
         model = build_model(state_dict, design_details)
     except StateDictError as err:
-        raise RuntimeError(f"{model_path}: {err}") from err
+        hint = ""
+        if any(k.startswith(("vision_model.", "text_model.")) for k in state_dict):
+            hint = "; this is a Hugging Face CLIPModel state dict: pass its snapshot directory"
+        raise RuntimeError(f"{model_path}: {err}{hint}") from err
     model = model.to(device)
     if str(device) == "cpu":
         model.float()

@@ -7,6 +7,16 @@ PromptSRC, PromptKD) that poke at ``clip_model.transformer``, ``positional_embed
 ``ln_final``, ``text_projection``, ``token_embedding``, ``dtype``, ``visual.conv1`` ... work
 unchanged.
 
+Towers
+------
+:class:`VisionCfg` and :class:`TextCfg` describe the two towers; :func:`build_vision_tower` and
+:func:`build_text_tower` are the only places that construct them (used by :class:`CLIP`,
+:func:`build_model`, :func:`build_visual` and the Hugging Face / OpenCLIP converters in
+``clip/hf.py`` and ``clip/open_clip_convert.py``). OpenAI's checkpoints get OpenAI's options
+(heads = width // 64, QuickGELU, eps 1e-5, class-token pooling); converted checkpoints pass theirs
+(heads, MLP width, activation, LayerNorm eps, LayerScale, ``ln_pre`` off, average pooling, EOS
+pooling) without changing any parameter name.
+
 Deep prompts (``design_details``)
 ---------------------------------
 ``design_details`` is the dict upstream trainers pass to ``build_model``::

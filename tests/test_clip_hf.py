@@ -158,6 +158,9 @@ def test_hf_hub_names_resolve_offline_through_the_cache(snapshot, inputs, tmp_pa
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     model, _ = clip.load("hf-hub:tiny-org/tiny-clip")
     _assert_equal_features(model, hf_model, *inputs)
+    assert clip.clip.resolve_clip("hf-hub:tiny-org/tiny-clip@main", weights=False).path.endswith(
+        "snapshots/0123456789abcdef0123456789abcdef01234567"
+    )
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
     with pytest.raises(RuntimeError, match="not in the local Hugging Face cache .*elsewhere"):
         clip.load("hf-hub:tiny-org/tiny-clip")
@@ -180,6 +183,8 @@ def test_refuses_other_models_and_foreign_weights(snapshot, tmp_path):
     torch.save(sd, extra / "pytorch_model.bin")
     with pytest.raises(RuntimeError, match="vision_model.head.weight"):
         clip.load(str(extra))
+    with pytest.raises(RuntimeError, match="pass its snapshot directory"):
+        clip.load(os.path.join(path, "model.safetensors"))
     empty = tmp_path / "empty"
     shutil.copytree(path, empty)
     (empty / "model.safetensors").unlink()

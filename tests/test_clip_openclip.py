@@ -40,6 +40,12 @@ CONFIGS = {
     },
     # Plain ViT-H/14-style defaults (GELU, tok, argmax).
     "defaults": {"embed_dim": 24, "vision_cfg": VISION, "text_cfg": TEXT},
+    # ModifiedResNet image tower (OpenCLIP's RN50 family): heads = 32 * width // head_width.
+    "resnet": {
+        "embed_dim": 24,
+        "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 32},
+        "text_cfg": TEXT,
+    },
 }
 IVLP = {"trainer": "IVLP", "vision_depth": 2, "language_depth": 2}
 IVLP |= {"vision_ctx": 2, "language_ctx": 2}
@@ -79,6 +85,8 @@ def saved(tmp_path_factory):
 
 
 def _assert_equal_features(ours, theirs, images, ids):
+    size = ours.visual.input_resolution
+    images = torch.nn.functional.interpolate(images, size=(size, size)) if size != 16 else images
     with torch.no_grad():
         assert _rel(ours.encode_image(images), theirs.encode_image(images)) <= 1e-5
         assert _rel(ours.encode_text(ids), theirs.encode_text(ids)) <= 1e-5
