@@ -866,8 +866,10 @@ class CLIP(nn.Module):
             x = self.transformer(x)
         x = x.permute(1, 0, 2)  # LND -> NLD
         x = self.ln_final(x).type(self.dtype)
-        if self.text_cfg.pool == "eos":
-            eot = (tokenized == self.text_cfg.eos_id).int().argmax(dim=-1)
+        # Duck-typed callers (upstream ``TextEncoder`` layout) may lack ``text_cfg``: argmax.
+        text_cfg = getattr(self, "text_cfg", None)
+        if text_cfg is not None and text_cfg.pool == "eos":
+            eot = (tokenized == text_cfg.eos_id).int().argmax(dim=-1)
         else:
             eot = tokenized.argmax(dim=-1)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection

@@ -1,5 +1,6 @@
 """Toy PromptKD chain on converted CLIPs: an OpenCLIP-format teacher, a Hugging Face student."""
 
+import dataclasses
 import json
 import os
 
@@ -81,24 +82,33 @@ def test_openclip_teacher_exports_class_vectors_and_hf_student_distils(tmp_path)
     res = json.load(open(os.path.join(out, "results.json")))
     assert {"base", "new", "hm"} <= set(res)
 
-    # The student's frozen teacher tower is the trained OpenCLIP teacher, prompts included.
+    # The student's frozen teacher tower is the trained OpenCLIP teacher, prompts included:
+    # from the prompts embedded in the class vectors (the tower's architecture comes from the
+    # backbone recorded there, even under a wrong TEACHER_NAME) or from the teacher checkpoint
+    # (architecture from TEACHER_NAME, which must then name the recorded backbone).
+    sd, _, _ = read_teacher_state_dict(tdir)
     argv = ["--trainer", "PromptKDStudent", "--output-dir", str(tmp_path / "x"), *student_args]
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
-    set_random_seed(1)
-    distiller = build_trainer(cfg).build_distiller()
-    sd, _, _ = read_teacher_state_dict(tdir)
-    details = ivlp_design_details(cfg.TRAINER.PROMPTSRC)
-    model, _ = clip.load(teacher, design_details=details)
+    model, _ = clip.load(teacher, design_details=ivlp_design_details(cfg.TRAINER.PROMPTSRC))
     reference = TeacherCLIP(model, CLASSNAMES, 2, "a photo of a")
     load_teacher_state_dict(reference, sd, tdir)
     images = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         expected = reference.image_encoder(images)
         expected = expected / expected.norm(dim=-1, keepdim=True)
-        assert torch.allclose(distiller.teacher_features(images), expected, atol=1e-5)
 
-    # A mismatching TEACHER_NAME is refused: the tower's architecture comes from that name.
-    bad = [*argv, "TRAINER.PROMPTKD.TEACHER_NAME", "toy-teacher"]
-    trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(bad)))
+    def student(teacher_name, embedded_prompts):
+        argv_name = [*argv, "TRAINER.PROMPTKD.TEACHER_NAME", teacher_name]
+        trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(argv_name)))
+        assert trainer.class_vectors.vision_prompts is not None
+        if not embedded_prompts:
+            trainer.class_vectors = dataclasses.replace(trainer.class_vectors, vision_prompts=None)
+        return trainer
+
+    set_random_seed(1)
+    for name, embedded in ((teacher, True), ("toy-teacher", True), (teacher, False)):
+        distiller = student(name, embedded).build_distiller()
+        with torch.no_grad():
+            assert torch.allclose(distiller.teacher_features(images), expected, atol=1e-5)
     with pytest.raises(RuntimeError, match="TRAINER.PROMPTKD.TEACHER_NAME is 'toy-teacher'"):
-        trainer.build_distiller()
+        student("toy-teacher", False).build_distiller()
