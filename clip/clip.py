@@ -44,6 +44,7 @@ from clip.model import StateDictError, TextCfg, VisionCfg, build_from_cfgs, buil
 from clip.open_clip_convert import OPEN_CLIP_PREFIX
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg, build_preprocess
 from clip.simple_tokenizer import SimpleTokenizer
+from clip.tensor_files import load_tensor_file
 from dassl.utils.logger import get_logger
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "available_models", "load", "resolve_clip", "tokenize"]
@@ -207,29 +208,18 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], torch.jit.Scrip
 
     Raises RuntimeError naming ``path`` for truncated/corrupt files and for files of another kind.
     """
-    if not os.path.isfile(path):
-        raise RuntimeError(f"checkpoint {path} does not exist")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(path), None
-        if _is_torchscript(path):
+    if os.path.isfile(path) and _is_torchscript(path):
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
                 module = torch.jit.load(path, map_location="cpu").eval()
-            return dict(module.state_dict()), module
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise RuntimeError(
-            f"cannot read {path}: {err}. The file is truncated, corrupt or not a PyTorch/"
-            "safetensors checkpoint; delete it and download or export it again"
-        ) from err
-    except Exception as err:  # weights_only refusals surface as pickle errors
-        raise RuntimeError(
-            f"cannot read {path} safely as a state dict ({type(err).__name__}: {err}); "
-            "expected an OpenAI CLIP checkpoint (TorchScript archive or plain state dict)"
-        ) from err
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+            raise RuntimeError(
+                f"cannot read {path}: {err}. The file is truncated or corrupt; delete it and "
+                "download or export it again"
+            ) from err
+        return dict(module.state_dict()), module
+    obj = load_tensor_file(path)
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RuntimeError(_describe_wrong_kind(obj, path))
     return dict(obj), None

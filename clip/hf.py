@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from clip.model import StateDictError, TextCfg, VisionCfg
+from clip.model import StateDictError, TextCfg, VisionCfg, square_size
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg
+from clip.tensor_files import load_tensor_file
 
 HF_HUB_PREFIX = "hf-hub:"
 _ACTIVATIONS = {
@@ -127,16 +128,6 @@ def _activation(cfg: Any, tower: str, source: str) -> str:
     return _ACTIVATIONS[act]
 
 
-def _square(value: Any, what: str, source: str) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
-            raise RuntimeError(
-                f"{source}: {what} = {value} is not square; only square is supported"
-            )
-        value = value[0]
-    return int(value)
-
-
 def tower_cfgs(snapshot: str) -> tuple[VisionCfg, TextCfg]:
     """Our tower configs of the ``CLIPModel`` config in ``snapshot`` (refuses other models)."""
     path = os.path.join(snapshot, "config.json")
@@ -163,8 +154,8 @@ def tower_cfgs(snapshot: str) -> tuple[VisionCfg, TextCfg]:
         layers=vis.num_hidden_layers,
         heads=vis.num_attention_heads,
         output_dim=config.projection_dim,
-        image_size=_square(vis.image_size, "vision_config.image_size", path),
-        patch_size=_square(vis.patch_size, "vision_config.patch_size", path),
+        image_size=square_size(vis.image_size, f"{path}: vision_config.image_size"),
+        patch_size=square_size(vis.patch_size, f"{path}: vision_config.patch_size"),
         mlp_width=vis.intermediate_size,
         act=_activation(vis, "vision_config", path),
         ln_eps=float(vis.layer_norm_eps),
@@ -196,7 +187,7 @@ def preprocess_cfg(snapshot: str, image_size: int) -> PreprocessCfg:
     def edge(value: Any, keys: tuple[str, ...]) -> int | None:
         if isinstance(value, Mapping):
             found = [value[k] for k in keys if k in value]
-            return _square(found, keys[0], path) if found else None
+            return square_size(found, f"{path}: {keys[0]}") if found else None
         return None if value is None else int(value)
 
     crop = edge(raw.get("crop_size"), ("height", "width")) or image_size
@@ -214,14 +205,7 @@ def preprocess_cfg(snapshot: str, image_size: int) -> PreprocessCfg:
 
 
 def _load_file(path: str) -> dict[str, torch.Tensor]:
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(path)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated or not a tensor file
-        raise RuntimeError(f"cannot read {path} as a state dict: {err}") from err
+    obj = load_tensor_file(path)
     if not isinstance(obj, Mapping):
         raise RuntimeError(f"{path} holds a {type(obj).__name__}, expected a state dict")
     return dict(obj)

@@ -158,6 +158,15 @@ class LayerScale(nn.Module):
         return x * self.gamma.to(x.dtype)
 
 
+def square_size(value: Any, what: str) -> int:
+    """An image or patch size given as an int or a square pair (non-square ones are refused)."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f"{what} = {list(value)} is not square; only square is supported")
+        value = value[0]
+    return int(value)
+
+
 @dataclass(frozen=True)
 class VisionCfg:
     """Hyper-parameters of an image tower (ViT when ``patch_size`` is set, else ModifiedResNet).

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from clip.model import TextCfg, VisionCfg
+from clip.model import TextCfg, VisionCfg, square_size
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg
+from clip.tensor_files import load_tensor_file
 
 OPEN_CLIP_PREFIX = "open_clip:"
 
@@ -164,16 +165,6 @@ def _check_options(
     return problems
 
 
-def _square(value: Any, what: str, source: str) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
-            raise RuntimeError(
-                f"{source}: {what} = {value} is not square; only square is supported"
-            )
-        value = value[0]
-    return int(value)
-
-
 def _ln_eps(node: Mapping[str, Any], name: str, source: str) -> float:
     kwargs = dict(node.get("norm_kwargs") or {})
     eps = kwargs.pop("eps", 1e-5)
@@ -237,7 +228,7 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
             f"{source}: vision_cfg.pool_type = {vis['pool_type']!r} is not supported (tok, avg)"
         )
     width, head_width = int(vis["width"]), int(vis["head_width"])
-    image_size = _square(vis["image_size"], "vision_cfg.image_size", source)
+    image_size = square_size(vis["image_size"], f"{source}: vision_cfg.image_size")
     if isinstance(vis["layers"], (list, tuple)):  # ModifiedResNet
         vision = VisionCfg(
             width=width,
@@ -258,7 +249,7 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
             heads=width // head_width,
             output_dim=embed_dim,
             image_size=image_size,
-            patch_size=_square(vis["patch_size"], "vision_cfg.patch_size", source),
+            patch_size=square_size(vis["patch_size"], f"{source}: vision_cfg.patch_size"),
             mlp_width=int(width * float(vis["mlp_ratio"])),
             act=act,
             ln_eps=_ln_eps(vis, "vision_cfg", source),
@@ -304,7 +295,7 @@ def preprocess_cfg(config: Mapping[str, Any], image_size: int, source: str) -> P
         raise RuntimeError(f"{source}: preprocess_cfg.mode must be RGB")
     raw.pop("fill_color", None)  # only used by other resize modes
     interpolation = raw.pop("interpolation", "bicubic")
-    size = _square(raw.pop("size", image_size), "preprocess_cfg.size", source)
+    size = square_size(raw.pop("size", image_size), f"{source}: preprocess_cfg.size")
     mean, std = tuple(raw.pop("mean", CLIP_MEAN)), tuple(raw.pop("std", CLIP_STD))
     if raw:
         raise RuntimeError(f"{source}: unknown preprocess_cfg options {sorted(raw)}")
@@ -317,17 +308,7 @@ def preprocess_cfg(config: Mapping[str, Any], image_size: int, source: str) -> P
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:
     """An OpenCLIP checkpoint's state dict, unwrapped from ``state_dict`` and ``module.``."""
-    if not os.path.isfile(path):
-        raise RuntimeError(f"OpenCLIP checkpoint {path} does not exist")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(path)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or a pickle that is not plain tensors
-        raise RuntimeError(f"cannot read the OpenCLIP checkpoint {path} safely: {err}") from err
+    obj = load_tensor_file(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
