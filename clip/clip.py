@@ -290,7 +290,8 @@ def resolve_clip(name: str, download_root: str | None = None, weights: bool = Tr
         src = CLIPSource(name, kind, weights_path, None, vision, text)
         src.preprocess = oc.preprocess_cfg(config, vision.image_size, where)
         if weights:
-            src.state_dict = oc.read_weights(weights_path)
+            src.path = oc.weights_file(weights_path)
+            src.state_dict = oc.read_weights(src.path)
     else:
         if name in _MODELS:
             path = _download(_MODELS[name], download_root) if weights else _MODELS[name]

@@ -110,7 +110,7 @@ def resolve_hf_hub(name: str, cache_dir: str | None = None) -> str:
         ) from err
 
 
-def _read_json(path: str) -> dict[str, Any]:
+def read_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -131,7 +131,7 @@ def _activation(cfg: Any, tower: str, source: str) -> str:
 def tower_cfgs(snapshot: str) -> tuple[VisionCfg, TextCfg]:
     """Our tower configs of the ``CLIPModel`` config in ``snapshot`` (refuses other models)."""
     path = os.path.join(snapshot, "config.json")
-    raw = _read_json(path)
+    raw = read_json(path)
     model_type = raw.get("model_type")
     if model_type != "clip":
         raise RuntimeError(
@@ -182,7 +182,7 @@ def preprocess_cfg(snapshot: str, image_size: int) -> PreprocessCfg:
     path = os.path.join(snapshot, "preprocessor_config.json")
     if not os.path.isfile(path):
         return PreprocessCfg(size=image_size)
-    raw = _read_json(path)
+    raw = read_json(path)
 
     def edge(value: Any, keys: tuple[str, ...]) -> int | None:
         if isinstance(value, Mapping):
@@ -219,7 +219,7 @@ def read_weights(snapshot: str) -> dict[str, torch.Tensor]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = os.path.join(snapshot, index_name)
         if os.path.isfile(index):
-            shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
             out: dict[str, torch.Tensor] = {}
             for shard in shards:
                 out.update(_load_file(os.path.join(snapshot, shard)))

@@ -5,6 +5,8 @@
 (``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``, ``preprocess_cfg``); ``WEIGHTS`` is
 a local checkpoint file (safetensors, or a ``torch.save`` state dict, possibly under
 ``state_dict`` and with DDP's ``module.`` prefixes; read with ``weights_only=True``).
+``open_clip:hf-hub:ORG/NAME`` reads both from an OpenCLIP repo in the local Hugging Face cache
+(``open_clip_config.json`` + ``open_clip_model.safetensors`` / ``open_clip_pytorch_model.bin``).
 
 OpenCLIP's standard ``CLIP`` class stores its weights in OpenAI's layout (plus ``ls_1/ls_2.gamma``
 for LayerScale), so the conversion is the architecture: every option of the model config is
@@ -18,18 +20,19 @@ custom attention blocks, CoCa, SigLIP's ``init_logit_bias``, ...).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from clip.hf import HF_HUB_PREFIX, read_json, resolve_hf_hub
 from clip.model import TextCfg, VisionCfg, square_size
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg
 from clip.tensor_files import load_tensor_file
 
 OPEN_CLIP_PREFIX = "open_clip:"
+HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 # option -> values that mean "off" (anything else is refused, naming the option)
 _REFUSED_TOP = {
@@ -118,25 +121,41 @@ def _missing_open_clip() -> RuntimeError:
 
 
 def parse_name(name: str) -> tuple[str, str]:
-    """``open_clip:ARCH@WEIGHTS`` -> ``(ARCH, WEIGHTS)``."""
+    """``open_clip:ARCH@WEIGHTS`` -> ``(ARCH, WEIGHTS)``.
+
+    ``open_clip:hf-hub:ORG/NAME[@REV]`` takes both from a cached OpenCLIP hub repo
+    (``open_clip_config.json`` and its weights); ``WEIGHTS`` may be such a repo too.
+    """
     spec = name[len(OPEN_CLIP_PREFIX) :] if name.startswith(OPEN_CLIP_PREFIX) else name
+    if spec.startswith(HF_HUB_PREFIX):
+        return spec, spec
+    arch, sep, hub = spec.partition("@" + HF_HUB_PREFIX)
+    if sep:
+        return arch, HF_HUB_PREFIX + hub
     arch, sep, weights = spec.rpartition("@")
     if not sep or not arch or not weights:
         raise RuntimeError(
             f"{name}: expected open_clip:ARCH@WEIGHTS (ARCH an OpenCLIP model-config name or "
-            "JSON path, WEIGHTS a local checkpoint file)"
+            "JSON path, WEIGHTS a local checkpoint file) or open_clip:hf-hub:ORG/NAME"
         )
     return arch, weights
 
 
 def model_config(arch: str) -> tuple[dict[str, Any], str]:
-    """``(model config, where it came from)`` for a config name or a JSON path."""
+    """``(model config, where it came from)`` for a config name, a JSON path or a hub repo."""
+    if arch.startswith(HF_HUB_PREFIX):
+        path = os.path.join(resolve_hf_hub(arch), "open_clip_config.json")
+        if not os.path.isfile(path):
+            raise RuntimeError(f"{arch}: the cached snapshot has no open_clip_config.json ({path})")
+        raw = read_json(path)
+        if not isinstance(raw.get("model_cfg"), dict):
+            raise RuntimeError(f"{path} has no model_cfg")
+        config = dict(raw["model_cfg"])
+        if raw.get("preprocess_cfg"):
+            config["preprocess_cfg"] = raw["preprocess_cfg"]
+        return config, path
     if arch.endswith(".json") or os.path.isfile(arch):
-        try:
-            with open(arch, encoding="utf-8") as f:
-                return json.load(f), arch
-        except (OSError, json.JSONDecodeError) as err:
-            raise RuntimeError(f"cannot read the OpenCLIP model config {arch}: {err}") from err
+        return read_json(arch), arch
     try:
         import open_clip
     except ImportError as err:
@@ -304,6 +323,17 @@ def preprocess_cfg(config: Mapping[str, Any], image_size: int, source: str) -> P
             f"{source}: preprocess_cfg.interpolation = {interpolation!r} is not supported"
         )
     return PreprocessCfg(size=size, mean=mean, std=std, interpolation=interpolation)
+
+
+def weights_file(weights: str) -> str:
+    """The checkpoint file of ``WEIGHTS``: a path, or the OpenCLIP weights of a cached hub repo."""
+    if not weights.startswith(HF_HUB_PREFIX):
+        return weights
+    snapshot = resolve_hf_hub(weights)
+    for name in HUB_WEIGHT_FILES:
+        if os.path.isfile(os.path.join(snapshot, name)):
+            return os.path.join(snapshot, name)
+    raise RuntimeError(f"{weights}: the cached snapshot {snapshot} has none of {HUB_WEIGHT_FILES}")
 
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:

@@ -251,3 +251,25 @@ def tiny_open_clip_model(config: Mapping, seed: int = 0):
     model = OpenCLIP(**kwargs).eval()
     _randomise_all(model, seed)
     return model
+
+
+def fake_hf_cache(
+    cache: str | os.PathLike,
+    repo: str,
+    files: str | os.PathLike,
+    commit: str = "0123456789abcdef0123456789abcdef01234567",
+) -> str:
+    """Place the files of directory ``files`` in ``cache`` as huggingface_hub lays out ``repo``.
+
+    ``models--ORG--NAME/refs/main`` holds ``commit``; the files go to ``snapshots/<commit>/``
+    (real caches symlink them into ``blobs/``; copies resolve the same). Returns the snapshot.
+    """
+    import shutil
+
+    base = os.path.join(os.fspath(cache), "models--" + repo.replace("/", "--"))
+    os.makedirs(os.path.join(base, "refs"), exist_ok=True)
+    with open(os.path.join(base, "refs", "main"), "w") as f:
+        f.write(commit)
+    snapshot = os.path.join(base, "snapshots", commit)
+    shutil.copytree(os.fspath(files), snapshot)
+    return snapshot

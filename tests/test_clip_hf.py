@@ -9,7 +9,7 @@ import torch
 
 import clip
 from clip.simple_tokenizer import SimpleTokenizer
-from clip.testing import tiny_hf_clip_snapshot
+from clip.testing import fake_hf_cache, tiny_hf_clip_snapshot
 
 TEXTS = [
     "a photo of a cat.",
@@ -143,17 +143,9 @@ def test_pytorch_model_bin_and_legacy_eos(snapshot, inputs, tmp_path):
     _assert_equal_features(model, hf_model, *inputs)
 
 
-def _fake_cache(root, repo, snapshot_dir, commit="0123456789abcdef0123456789abcdef01234567"):
-    """The layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/COMMIT/...}."""
-    base = root / ("models--" + repo.replace("/", "--"))
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(commit)
-    shutil.copytree(snapshot_dir, base / "snapshots" / commit)
-
-
 def test_hf_hub_names_resolve_offline_through_the_cache(snapshot, inputs, tmp_path, monkeypatch):
     path, hf_model = snapshot
-    _fake_cache(tmp_path / "hub", "tiny-org/tiny-clip", path)
+    fake_hf_cache(tmp_path / "hub", "tiny-org/tiny-clip", path)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     model, _ = clip.load("hf-hub:tiny-org/tiny-clip")

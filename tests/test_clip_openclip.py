@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from safetensors.torch import save_file
 import clip
 from clip.model import build_visual
 from clip.open_clip_convert import model_config, tower_cfgs
-from clip.testing import tiny_open_clip_model
+from clip.testing import fake_hf_cache, tiny_open_clip_model
 
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2}
 VISION = {"image_size": 16, "layers": 2, "width": 48, "head_width": 16, "patch_size": 8}
@@ -244,3 +245,28 @@ def test_bad_names_and_checkpoints(saved, tmp_path):
     torch.save({"text.token_embedding.weight": torch.zeros(2)}, text_layout)
     with pytest.raises(RuntimeError, match="CustomTextCLIP"):
         clip.load(f"open_clip:{cfg_path}@{text_layout}")
+
+
+def test_open_clip_hub_repos_from_the_local_cache(saved, inputs, tmp_path, monkeypatch):
+    cfg_path, reference, files = saved["gelu-ls-avg"]
+    config = json.load(open(cfg_path))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    preprocess = config.pop("preprocess_cfg")
+    (repo / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": config, "preprocess_cfg": preprocess})
+    )
+    shutil.copy(files["safetensors"], repo / "open_clip_model.safetensors")
+    fake_hf_cache(tmp_path / "hub", "org/tiny-open-clip", repo)
+    (repo / "open_clip_model.safetensors").unlink()
+    fake_hf_cache(tmp_path / "hub", "org/no-weights", repo)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    model, _ = clip.load("open_clip:hf-hub:org/tiny-open-clip")
+    _assert_equal_features(model, reference, *inputs)
+    assert model.preprocess_cfg.mean == (0.5, 0.5, 0.5) and model.vision_cfg.pool == "avg"
+    model, _ = clip.load(f"open_clip:{cfg_path}@hf-hub:org/tiny-open-clip")
+    _assert_equal_features(model, reference, *inputs)
+    with pytest.raises(RuntimeError, match="has none of .*open_clip_pytorch_model.bin"):
+        clip.load("open_clip:hf-hub:org/no-weights")
+    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache"):
+        clip.load("open_clip:hf-hub:org/missing")
