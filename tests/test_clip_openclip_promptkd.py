@@ -112,3 +112,20 @@ def test_openclip_teacher_exports_class_vectors_and_hf_student_distils(tmp_path)
             assert torch.allclose(distiller.teacher_features(images), expected, atol=1e-5)
     with pytest.raises(RuntimeError, match="TRAINER.PROMPTKD.TEACHER_NAME is 'toy-teacher'"):
         student("toy-teacher", False).build_distiller()
+
+    # A plain (zero-shot) converted CLIP as the teacher: exported template vectors, its tower.
+    from tools.export_class_vectors import main as export
+
+    zs_file = str(tmp_path / "zs_vectors.safetensors")
+    zs_args = ["--trainer", "ZeroshotCLIP", "--teacher-weights", teacher, "--output", zs_file]
+    assert export([*zs_args, *common]) == 0
+    zs_argv = [*argv, "TRAINER.PROMPTKD.TEACHER_WEIGHTS", teacher]
+    zs_argv += ["TRAINER.PROMPTKD.CLASS_VECTORS", zs_file]
+    trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(zs_argv)))
+    plain, _ = clip.load(teacher)
+    with torch.no_grad():
+        expected = plain.encode_image(images)
+        expected = expected / expected.norm(dim=-1, keepdim=True)
+        assert torch.allclose(
+            trainer.build_distiller().teacher_features(images), expected, atol=1e-5
+        )
