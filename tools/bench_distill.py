@@ -60,12 +60,12 @@ from dassl.data.data_manager import DatasetWrapper  # noqa: E402
 from dassl.data.datasets.base_dataset import Datum  # noqa: E402
 from dassl.data.transforms import build_transform  # noqa: E402
 from dassl.data.transforms.view_replay import ViewPipeline  # noqa: E402
-from dassl.engine.precision import Precision  # noqa: E402
+from dassl.engine.precision import Precision, cast_frozen  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
 from trainers.distillation import Distiller, KDLoss  # noqa: E402
 from trainers.projector import build_projector  # noqa: E402
 from trainers.promptkd_student import StudentCLIP  # noqa: E402
-from trainers.promptkd_teacher import TeacherCLIP, cast_frozen  # noqa: E402
+from trainers.promptkd_teacher import TeacherCLIP  # noqa: E402
 from trainers.teacher_cache import (  # noqa: E402
     CacheSpec,
     TeacherCache,

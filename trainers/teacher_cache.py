@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dassl.data.data_manager import DatasetWrapper
 from dassl.data.transforms.view_replay import VIEW_FIELDS, ViewPipeline
+from dassl.utils.errors import InvalidInputError
 from dassl.utils.logger import get_logger
 from dassl.utils.tools import atomic_write, read_image
 
@@ -75,7 +76,7 @@ CACHE_DTYPES = {"float32": np.float32, "float16": np.float16}
 _VIEW_BYTES = len(VIEW_FIELDS) * 4
 
 
-class TeacherCacheMismatch(ValueError):
+class TeacherCacheMismatch(InvalidInputError):
     """The cache directory holds outputs built for another dataset/teacher/transform."""
 
 
@@ -101,12 +102,14 @@ class CacheSpec:
 
     def __post_init__(self) -> None:
         if self.dtype not in CACHE_DTYPES:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE must be one of {list(CACHE_DTYPES)}, "
                 f"got {self.dtype!r}"
             )
         if self.views < 1:
-            raise ValueError(f"TRAINER.PROMPTKD.TEACHER_CACHE_VIEWS must be >= 1, got {self.views}")
+            raise InvalidInputError(
+                f"TRAINER.PROMPTKD.TEACHER_CACHE_VIEWS must be >= 1, got {self.views}"
+            )
         if self.num_items < 1 or self.shard_items < 1:
             raise ValueError("a teacher cache needs at least one item and shard_items >= 1")
 

@@ -27,6 +27,8 @@ import torch
 import torchvision.transforms.functional as F
 from torchvision.transforms import RandomResizedCrop
 
+from dassl.utils.errors import InvalidInputError
+
 from .transforms import INTERPOLATION_MODES
 
 __all__ = ["VIEW_FIELDS", "REPLAYABLE_TRANSFORMS", "ViewPipeline", "view_seed"]
@@ -62,13 +64,13 @@ class ViewPipeline:
         choices = list(inp.TRANSFORMS)
         extra = [c for c in choices if c not in REPLAYABLE_TRANSFORMS]
         if extra or "random_resized_crop" not in choices or inp.NO_TRANSFORM:
-            raise ValueError(
+            raise InvalidInputError(
                 f"INPUT.TRANSFORMS {choices} cannot be replayed from stored views (extra: {extra}); "
                 f"a teacher-output cache needs 'random_resized_crop' plus optionally 'random_flip' "
                 f"and 'normalize' (set TRAINER.PROMPTKD.TEACHER_CACHE '' to train online)"
             )
         if inp.INTERPOLATION not in INTERPOLATION_MODES:
-            raise ValueError(f"INPUT.INTERPOLATION {inp.INTERPOLATION!r} is unknown")
+            raise InvalidInputError(f"INPUT.INTERPOLATION {inp.INTERPOLATION!r} is unknown")
         normalize = "normalize" in choices
         return cls(
             size=(int(inp.SIZE[0]), int(inp.SIZE[1])),
