@@ -11,7 +11,6 @@ from PIL import Image
 import clip
 import train
 from datasets.toy_render import CLASSNAMES
-from datasets.toy_shapes import generate_toy_shapes
 from tools.export_class_vectors import load_teacher
 from tools.export_class_vectors import main as export_main
 from trainers.class_vectors import load_class_vectors
@@ -31,27 +30,8 @@ PROMPT_FREE = {"CoOp", "CoCoOp"}  # their image tower is CLIP's own
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    base = tmp_path_factory.mktemp("teachers")
-    root = str(base / "data")
-    generate_toy_shapes(root, n_train=1, n_val=1, n_test=1)
-    common = [
-        "--root",
-        root,
-        "--seed",
-        "1",
-        "--dataset-config-file",
-        os.path.join(ROOT, "configs/datasets/toy_shapes.yaml"),
-        "DATALOADER.NUM_WORKERS",
-        "0",
-        "DATALOADER.TEST.BATCH_SIZE",
-        "64",
-        "INPUT.SIZE",
-        "(32, 32)",
-        "OPTIM.MAX_EPOCH",
-        "1",
-    ]
-    return base, common
+def toy(toy_world, tmp_path_factory):
+    return tmp_path_factory.mktemp("teachers"), [*toy_world.flags, *toy_world.opts]
 
 
 def _teacher_args(repo_root, name, *flags):
