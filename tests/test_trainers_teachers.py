@@ -15,6 +15,7 @@ from tools.export_class_vectors import load_teacher
 from tools.export_class_vectors import main as export_main
 from trainers.class_vectors import load_class_vectors
 from trainers.teacher_io import build_teacher_visual, teacher_vision_design
+from trainers.zero_shot import build_zero_shot_classifier, templates_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,3 +146,30 @@ def test_zero_shot_clip_by_name_is_a_teacher(repo_root, toy):
         out,
     )
     assert "Loading teacher image encoder: CLIP toy-teacher (no prompts)" in log
+
+
+def test_zero_shot_builder_averages_templates_in_either_order():
+    feats = {"a x": [3.0, 4.0], "b x": [1.0, 0.0], "a y z": [0.0, 2.0], "b y z": [1.0, 1.0]}
+    seen = []
+
+    def encode(texts):
+        seen.append(len(texts))
+        return torch.tensor([feats[t] for t in texts])
+
+    names, templates = ["x", "y_z"], ["a {}", "b {}"]  # underscores become spaces
+    each = build_zero_shot_classifier(encode, names, templates, batch_size=3)
+    raw = build_zero_shot_classifier(encode, names, templates, normalize_each=False, batch_size=3)
+
+    def unit(v):
+        v = torch.tensor(v)
+        return v / v.norm()
+
+    r = 2**-0.5  # hand-computed: mean of unit vectors (or of raw ones), then renormalised
+    assert torch.allclose(each, torch.stack([unit([1.6, 0.8]), unit([r, 1 + r])]), atol=1e-6)
+    assert torch.allclose(raw, torch.stack([unit([4.0, 4.0]), unit([1.0, 3.0])]), atol=1e-6)
+    assert seen[:2] == [3, 1]  # batched over texts, across class boundaries
+    assert templates_for("single", "ToyShapes") == ["a photo of a {}."]
+    assert len(templates_for("ensemble", "ToyShapes")) == 8
+    assert len(templates_for("imagenet", "ToyShapes")) == 60
+    with pytest.raises(ValueError, match="TRAINER.ZSCLIP.TEMPLATES"):
+        templates_for("all", "ToyShapes")
