@@ -11,7 +11,6 @@ that tower outside the saved model).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,6 @@ import torch
 
 import clip
 from dassl.engine import TRAINER_REGISTRY
-from dassl.engine import distributed as dist
 from dassl.metrics import compute_accuracy
 from dassl.utils.logger import get_logger
 
@@ -29,11 +27,9 @@ from .prompt_learner import l2_normalize
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .zero_shot import build_zero_shot_classifier
 
-__all__ = ["PromptSRC", "GPA_STATE_FILE"]
+__all__ = ["PromptSRC"]
 
 logger = get_logger(__name__)
-
-GPA_STATE_FILE = "gpa_state.pt"
 
 
 @TRAINER_REGISTRY.register()
@@ -116,29 +112,28 @@ class PromptSRC(IVLP):
         summary["acc"] = compute_accuracy(logits, labels)[0].item()
         return summary
 
+    def trainer_state_dict(self) -> dict[str, Any]:
+        """GPA's running aggregate, saved inside every checkpoint (as timm keeps EMA weights):
+        resuming from epoch N's file restores GPA over epochs <= N only."""
+        return {"gpa": self.gpa.state_dict()}
+
+    def load_trainer_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("gpa") is not None:
+            self.gpa.load_state_dict(state["gpa"], self.device)
+            logger.info(f"Resumed GPA state (epochs {self.gpa.epochs_seen})")
+
     def before_train(self) -> None:
         super().before_train()
-        path = os.path.join(self.output_dir, GPA_STATE_FILE)
-        if self.start_epoch > 0:
-            if os.path.isfile(path):
-                self.gpa.load_state_dict(
-                    torch.load(path, map_location="cpu", weights_only=True), self.device
-                )
-                logger.info(f"Resumed GPA state from {path} (epochs {self.gpa.epochs_seen})")
-            else:
-                logger.warning(
-                    f"Resuming at epoch {self.start_epoch} without {path}: GPA restarts and "
-                    "ignores the epochs trained before"
-                )
+        if self.start_epoch > 0 and not self.gpa.epochs_seen:
+            logger.warning(
+                f"Resuming at epoch {self.start_epoch} from a checkpoint without GPA state: GPA "
+                "restarts and ignores the epochs trained before"
+            )
 
     def after_epoch(self) -> None:
-        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate (then saved).
+        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate, which is
+        # evaluated on val like any epoch (best_val may select it) and saved.
         self.gpa.update(self.model, self.epoch)
-        if dist.is_main_process():
-            tmp = os.path.join(self.output_dir, GPA_STATE_FILE + ".tmp")
-            os.makedirs(self.output_dir, exist_ok=True)
-            torch.save(self.gpa.state_dict(), tmp)
-            os.replace(tmp, os.path.join(self.output_dir, GPA_STATE_FILE))
         if (self.epoch + 1) == self.max_epoch:
             logger.info("Using GPA model for final inference...")
             self.gpa.apply(self.model)

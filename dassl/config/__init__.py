@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode
 
+from dassl.utils.errors import UserInputError
+
 from .defaults import _C
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserInputError):
     """A config file or command-line override cannot be merged into the config tree."""
 
 
