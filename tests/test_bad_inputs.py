@@ -706,3 +706,20 @@ def test_yaml_and_checkpoints_load_without_running_code(tmp_path):
         read_teacher_state_dict(str(tmp_path / "t.pth"))
     assert not (tmp_path / "PWNED").exists()
     assert sys.modules.get("yaml") is not None
+
+
+def test_skip_policy_with_the_upstream_two_step_api(world):
+    # model_zero_grad / model_backward / model_update (CoOp-style trainers): a skipped
+    # backward must not let the optimizer step (SGD momentum would still move the weights).
+    tb, model = _engine_with_model()
+    tb._optims["m"] = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    args = train.build_parser().parse_args(toycoop(world, "x", "TRAIN.NONFINITE", "skip"))
+    tb.cfg = train.setup_cfg(args)
+    tb.model_zero_grad()
+    tb.model_backward(model(torch.ones(1, 2)).sum())
+    tb.model_update()  # one good step: momentum buffers exist now
+    w1 = model.weight.detach().clone()
+    tb.model_zero_grad()
+    tb.model_backward(model(torch.ones(1, 2)).sum() * float("nan"))
+    tb.model_update()
+    assert torch.equal(model.weight, w1) and tb.skipped_steps == 1
