@@ -60,6 +60,7 @@ class TextEncoder(nn.Module):
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
+        self.text_cfg = getattr(clip_model, "text_cfg", None)  # EOT pooling rule
 
     @property
     def dtype(self) -> torch.dtype:

@@ -284,6 +284,7 @@ class PromptKDStudent(TrainerX):
                 {"image_encoder." + k[7:]: v for k, v in sd.items() if k.startswith("visual.")},
                 teacher_vision_design({}, kd.TEACHER_WEIGHTS),
                 kd.TEACHER_WEIGHTS,
+                kd.TEACHER_WEIGHTS,  # the architecture of a converted CLIP
             )
             return visual, float(sd["logit_scale"].float().exp())
         if cv.vision_prompts is not None:
@@ -308,6 +309,13 @@ class PromptKDStudent(TrainerX):
             f"Teacher vision prompts (from the checkpoint): depth {design['vision_depth']}, "
             f"{design['vision_ctx']} tokens"
         )
+        recorded = self.class_vectors.teacher_backbone
+        if recorded and recorded != kd.TEACHER_NAME and clip.clip.source_kind(recorded) != "openai":
+            raise RuntimeError(
+                f"the class vectors come from teacher {recorded!r}, but TRAINER.PROMPTKD."
+                f"TEACHER_NAME is {kd.TEACHER_NAME!r}; set it to {recorded!r} (a converted "
+                "teacher's architecture is read from that name, not from the checkpoint)"
+            )
         visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
         if "logit_scale" not in sd:
             raise CheckpointMismatchError(f"Teacher checkpoint {file} has no logit_scale")

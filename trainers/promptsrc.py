@@ -55,16 +55,24 @@ class PromptSRC(IVLP):
     def build_model(self) -> None:
         super().build_model()
         cfg, node = self.cfg, self.node
-        # Frozen zero-shot CLIP: image tower + template-ensemble text features (PromptSRC SCL).
-        zs_clip, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu")
-        zs_clip.requires_grad_(False)
-        zs_clip.to(self.precision.frozen_dtype).to(self.device).eval()
-        self.zs_visual = zs_clip.visual
-        self.fixed_text_features = self._template_features(zs_clip, self.dm.dataset.classnames)
+        self.zs_visual = self.fixed_text_features = None  # built for training only (frozen_clip)
         self.criterion = PromptSRCLoss(node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT)
         self.gpa = GaussianPromptAggregator(
             gpa_weights(cfg.OPTIM.MAX_EPOCH, node.GPA_MEAN, node.GPA_STD)
         )
+
+    def build_frozen_clip(self) -> None:
+        """The frozen zero-shot CLIP of the SCL losses: image tower + template text features.
+
+        Built when training starts (evaluation and class-vector export never need it), under a
+        forked RNG so that building it does not shift the training randomness.
+        """
+        with torch.random.fork_rng(devices=[]):
+            zs_clip, _ = clip.load(self.cfg.MODEL.BACKBONE.NAME, device="cpu")
+        zs_clip.requires_grad_(False)
+        zs_clip.to(self.precision.frozen_dtype).to(self.device).eval()
+        self.zs_visual = zs_clip.visual
+        self.fixed_text_features = self._template_features(zs_clip, self.dm.dataset.classnames)
 
     @torch.no_grad()
     def _template_features(self, zs_clip: Any, classnames: Sequence[str]) -> torch.Tensor:
@@ -85,6 +93,8 @@ class PromptSRC(IVLP):
 
     def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)
+        if self.zs_visual is None:
+            self.build_frozen_clip()
         model = self.model
         with self.precision.autocast():
             scale = model.logit_scale.exp().float()

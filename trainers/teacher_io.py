@@ -41,9 +41,9 @@ DEFAULT_MODEL_NAMES = ("VLPromptLearner", "MultiModalPromptLearner", "prompt_lea
 
 def is_clip_reference(name: str) -> bool:
     """Whether ``name`` is a CLIP model name or a CLIP checkpoint file (not a trainer run)."""
-    from clip.clip import _MODELS, read_state_dict
+    from clip.clip import _MODELS, read_state_dict, source_kind
 
-    if name in _MODELS:
+    if name in _MODELS or source_kind(name) != "openai":  # + hf-hub:, open_clip:, HF snapshots
         return True
     if not os.path.isfile(name):
         return False
@@ -55,11 +55,10 @@ def is_clip_reference(name: str) -> bool:
 
 
 def clip_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """The state dict of a CLIP given by name or path."""
-    from clip.clip import _MODELS, _download, read_state_dict
+    """The state dict (OpenAI key layout) of a CLIP given by any name or path ``clip.load`` takes."""
+    from clip.clip import resolve_clip
 
-    path = _download(_MODELS[name]) if name in _MODELS else name
-    return read_state_dict(path)[0]
+    return resolve_clip(name).state_dict
 
 
 def resolve_teacher_checkpoint(
@@ -148,17 +147,25 @@ def build_teacher_visual(
     }
     if not visual_sd and not base_clip:
         raise CheckpointMismatchError(f"Teacher checkpoint {source} has no image_encoder.* keys")
-    if "visual.conv1.weight" not in visual_sd:
-        if not base_clip:
-            raise CheckpointMismatchError(
-                f"Teacher checkpoint {source} holds only prompt weights; set "
-                "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
-            )
-        merged = {k: v for k, v in clip_state_dict(base_clip).items() if k.startswith("visual.")}
+    from clip.clip import resolve_clip, source_kind
+
+    prompts_only = "visual.conv1.weight" not in visual_sd
+    if prompts_only and not base_clip:
+        raise CheckpointMismatchError(
+            f"Teacher checkpoint {source} holds only prompt weights; set "
+            "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
+        )
+    # A converted (Hugging Face / OpenCLIP) base also gives the tower's architecture, which
+    # tensor shapes cannot tell (heads, activation, pooling, ...).
+    base = None
+    if prompts_only or (base_clip and source_kind(base_clip) != "openai"):
+        base = resolve_clip(base_clip, weights=prompts_only)
+    if prompts_only:
+        merged = {k: v for k, v in base.state_dict.items() if k.startswith("visual.")}
         merged.update(visual_sd)
         visual_sd = merged
     try:
-        visual = build_visual(visual_sd, design_details)
+        visual = build_visual(visual_sd, design_details, base.vision_cfg if base else None)
     except ValueError as err:
         raise CheckpointMismatchError(
             f"Teacher checkpoint {source} does not fit the teacher prompt settings "
