@@ -315,7 +315,8 @@ class TrainerBase:
             self.save_model(self.epoch, self.output_dir, iteration=done)
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into every model."""
+        """Load the final weights (:func:`checkpointer.find_checkpoint`: ``model-best.pth.tar`` if
+        the run wrote one, else its last save) or ``model.pth.tar-<epoch>`` into every model."""
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
