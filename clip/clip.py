@@ -326,7 +326,8 @@ def load(
     ``design_details`` deep prompts if given); on CPU it is converted to fp32, elsewhere an OpenAI
     model keeps its fp16 weights (converted models are fp32). ``jit=True`` returns the TorchScript
     archive itself, in its saved dtype (trusted files only; no deep prompts possible). The
-    preprocessing recipe is ``model.preprocess_cfg`` and is logged.
+    preprocessing recipe is ``model.preprocess_cfg`` and is logged. ``download_root`` is the
+    OpenAI weights cache, or for ``hf-hub:`` names the Hugging Face cache to read.
     """
     kind = source_kind(name)
     if kind != "openai":

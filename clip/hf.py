@@ -112,6 +112,7 @@ def resolve_hf_hub(name: str, cache_dir: str | None = None) -> str:
 
 
 def read_json(path: str) -> dict[str, Any]:
+    """A JSON config file; unreadable or malformed files raise InvalidModelError naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
