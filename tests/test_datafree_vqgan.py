@@ -141,10 +141,8 @@ def test_vqgan_generator_in_a_synthesis_step(tiny_vqgan):
     (z6,) = gen.init_params([6])
     torch.testing.assert_close(z[1:], z6)  # seeded per image
     book = gen.decoder.codebook
-    assert (
-        torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, EMBED_DIM), book).min(dim=1).values.max()
-        < 1e-5
-    )
+    dist = torch.cdist(z.detach().permute(0, 2, 3, 1).reshape(-1, EMBED_DIM), book.detach())
+    assert dist.min(dim=1).values.max() < 1e-4  # every latent starts at a codebook entry
     teacher = load_teacher("toy-teacher", ["red circle", "blue square"])
     synth = Synthesizer(teacher, gen, Cutouts(2, 32), steps=2, lr=0.1, range_weight=1.0)
     out = synth.run(teacher.class_vectors, torch.tensor([0, 1]), [5, 6], batch_seed=0)
