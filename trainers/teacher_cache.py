@@ -14,7 +14,7 @@ by default, float16 on request), not logits. Features are ``C``-independent (Ima
 negligible ``B x D x C`` cost, with the very same operations as the online path, so a float32
 cache trains bit-identically to online distillation on the same views (tested on CPU). Size:
 ``N x K x D x bytes`` + ``N x K x 5 x 4`` bytes of view parameters; ImageNet (1.28 M images,
-K = 10, ViT-L/14 D = 768) is 39.4 GB in float32, 19.7 GB in float16. It is printed before a
+K = 10, ViT-L/14 D = 768) is 39.6 GB in float32, 19.9 GB in float16. It is printed before a
 build starts and the build refuses to start when the disk lacks the space.
 
 Layout of the cache directory (numpy ``.npy`` files, memory-mapped when read)::
