@@ -465,21 +465,31 @@ def _mb(value: float | None) -> str:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
+    build = torch.__config__.show().splitlines()
+    compiler = next((line.strip(" -") for line in build if "GCC" in line or "clang" in line), "")
     info = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "torch_build": torch.__config__.show().splitlines()[1].strip()
-        if len(torch.__config__.show().splitlines()) > 1
-        else "",
+        "torch_build": f"CUDA {torch.version.cuda}, MKL {torch.backends.mkl.is_available()}, "
+        f"oneDNN {torch.backends.mkldnn.is_available()}, {compiler}",
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _plan(shapes: str, quick: bool, steps: int | None) -> dict[str, tuple[int, int]]:
