@@ -192,6 +192,7 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         elif self.cpu_peak_ok:
+            _mmap_threshold(1 << 20)  # blocks >= 1 MB leave the resident set when freed
             _trim_heap()
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -204,6 +205,7 @@ class MemoryMeter:
             self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
         elif self.cpu_peak_ok:
             self.peak = _proc_status("VmHWM") - self._base
+            _mmap_threshold(32 << 20)  # glibc's ceiling of its own dynamic threshold
 
 
 def _proc_status(key: str) -> int:
@@ -222,6 +224,17 @@ def _can_reset_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+def _mmap_threshold(nbytes: int) -> None:
+    """glibc: serve blocks of ``nbytes`` and more by mmap (returned to the OS on free).
+
+    glibc raises this threshold by itself after large frees, after which freed activations stay
+    in the heap and a later peak depends on fragmentation; the meter pins it low while it
+    measures.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD
 
 
 def _trim_heap() -> None:
