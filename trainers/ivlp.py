@@ -16,7 +16,7 @@ from torch import nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .prompt_learner import PromptedCLIP, VLPromptLearner
-from .prompt_trainer import PromptTrainer, ivlp_design_details
+from .prompt_trainer import PromptTrainer, ivlp_design_details, ivlp_prompt_defaults
 
 __all__ = ["IVLP", "IVLPCLIP"]
 
@@ -34,16 +34,7 @@ class IVLP(PromptTrainer):
 
     node_name = "IVLP"
     model_name = "VLPromptLearner"
-    config_defaults = {
-        "TRAINER.IVLP": {
-            "N_CTX_VISION": 2,
-            "N_CTX_TEXT": 2,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
-        }
-    }
+    config_defaults = {"TRAINER.IVLP": ivlp_prompt_defaults(n_ctx=2)}
 
     def check_cfg(self, cfg: Any) -> None:
         node = cfg.TRAINER[self.node_name]

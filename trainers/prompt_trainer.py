@@ -39,9 +39,21 @@ from dassl.utils.logger import get_logger
 from .teacher_io import load_teacher_state_dict, read_teacher_state_dict, vision_prompts_of
 from .zero_shot import build_zero_shot_classifier
 
-__all__ = ["PromptTrainer", "ivlp_design_details"]
+__all__ = ["PromptTrainer", "ivlp_design_details", "ivlp_prompt_defaults"]
 
 logger = get_logger(__name__)
+
+
+def ivlp_prompt_defaults(n_ctx: int) -> dict[str, Any]:
+    """Upstream defaults of the IVLP prompt keys shared by the IVLP, PROMPTSRC and PROMPTKD nodes."""
+    return {
+        "N_CTX_VISION": n_ctx,
+        "N_CTX_TEXT": n_ctx,
+        "CTX_INIT": "a photo of a",
+        "PREC": "fp16",
+        "PROMPT_DEPTH_VISION": 9,
+        "PROMPT_DEPTH_TEXT": 9,
+    }
 
 
 def ivlp_design_details(node: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from dassl.utils.logger import get_logger
 from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
 from .projector import PROJECTOR_TYPES, build_projector
-from .prompt_trainer import ivlp_design_details
+from .prompt_trainer import ivlp_design_details, ivlp_prompt_defaults
 from .teacher_io import (
     build_teacher_visual,
     clip_state_dict,
@@ -105,12 +105,7 @@ class PromptKDStudent(TrainerX):
     config_defaults = {
         "TRAINER.MODAL": "base2novel",  # base2novel or cross
         "TRAINER.PROMPTKD": {
-            "N_CTX_VISION": 4,
-            "N_CTX_TEXT": 4,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
+            **ivlp_prompt_defaults(n_ctx=4),
             "PROJECT_LAYER": 2,
             "CE_WEIGHT": 0.0,
             "KD_WEIGHT": 1.0,
