@@ -15,6 +15,7 @@ from torch import nn
 
 import clip
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
 from .prompt_learner import PromptedCLIP, VLPromptLearner
@@ -46,7 +47,7 @@ class CoOpPromptLearner(VLPromptLearner):
     ):
         nn.Module.__init__(self)  # CoOp's own context rules (any CTX_INIT length, CSC)
         if position not in POSITIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, got {position!r}"
             )
         self._token_embedding = [clip_model.token_embedding]  # by reference, not saved
@@ -80,7 +81,7 @@ class CoOpPromptLearner(VLPromptLearner):
         if ctx.dim() == 2:
             ctx = ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)
         elif ctx.shape[0] != prefix.shape[0]:
-            raise ValueError(
+            raise InvalidInputError(
                 "a class-specific context (TRAINER.COOP.CSC) cannot be applied to other classes"
             )
         prefix, suffix = prefix.to(ctx.dtype), suffix.to(ctx.dtype)

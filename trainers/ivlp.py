@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 
 from .prompt_learner import PromptedCLIP, VLPromptLearner
 from .prompt_trainer import PromptTrainer, ivlp_design_details, ivlp_prompt_defaults
@@ -39,7 +40,7 @@ class IVLP(PromptTrainer):
     def check_cfg(self, cfg: Any) -> None:
         node = cfg.TRAINER[self.node_name]
         if node.PROMPT_DEPTH_TEXT < 1 or node.N_CTX_TEXT < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{type(self).__name__} needs text prompts: TRAINER.{self.node_name}."
                 f"PROMPT_DEPTH_TEXT >= 1 and N_CTX_TEXT >= 1 (got {node.PROMPT_DEPTH_TEXT}, "
                 f"{node.N_CTX_TEXT})"
