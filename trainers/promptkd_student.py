@@ -147,6 +147,9 @@ class PromptKDStudent(TrainerX):
         return cfg.TRAINER.PROMPTKD.PREC
 
     def eval_protocol(self) -> str:
+        """Per target domain (``DATASET.TARGET_DOMAINS``), else by ``TRAINER.MODAL``."""
+        if self.cfg.DATASET.TARGET_DOMAINS:
+            return "domains"
         return "base_new" if self.cfg.TRAINER.MODAL == "base2novel" else "all"
 
     # ------------------------------------------------------------------ data
