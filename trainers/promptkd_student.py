@@ -309,7 +309,7 @@ class PromptKDStudent(TrainerX):
         )
         recorded = self.class_vectors.teacher_backbone
         if recorded and recorded != kd.TEACHER_NAME and clip.clip.source_kind(recorded) != "openai":
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"the class vectors come from teacher {recorded!r}, but TRAINER.PROMPTKD."
                 f"TEACHER_NAME is {kd.TEACHER_NAME!r}; set it to {recorded!r} (a converted "
                 "teacher's architecture is read from that name, not from the checkpoint)"
@@ -355,7 +355,8 @@ class PromptKDStudent(TrainerX):
         t_logits = self.teacher_logits(images, batch)
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
         loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
-        self.model_backward_and_update(loss)
+        terms = {"loss_kd": loss, "student_logits_max": s_logits.detach().abs().max()}
+        self.model_backward_and_update(loss, terms=terms)
         return {"loss": loss.item()}
 
     def selects_best_val(self) -> bool:

@@ -103,7 +103,7 @@ class PromptSRC(IVLP):
         losses = self.criterion(
             logits, labels, text, self.fixed_text_features, feats, zs_feats, zs_logits
         )
-        self.model_backward_and_update(losses["loss"])
+        self.model_backward_and_update(losses["loss"], terms=losses)
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = compute_accuracy(logits, labels)[0].item()
         return summary

@@ -129,7 +129,7 @@ def merge_cfg_file(cfg: CfgNode, path: str) -> None:
         with open(path, encoding="utf-8") as f:
             loaded = CfgNode.load_cfg(f)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}invalid YAML: {e}") from e
+        raise ConfigError(f"{where}invalid YAML: {' '.join(str(e).split())}") from e
     try:
         cfg.merge_from_file(path)
     except KeyError as e:

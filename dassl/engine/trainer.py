@@ -315,7 +315,8 @@ class TrainerBase:
             self.save_model(self.epoch, self.output_dir, iteration=done)
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into every model."""
+        """Load the final weights (:func:`checkpointer.find_checkpoint`: ``model-best.pth.tar`` if
+        the run wrote one, else its last save) or ``model.pth.tar-<epoch>`` into every model."""
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
@@ -414,6 +415,7 @@ class TrainerBase:
 
     def model_backward(self, loss: torch.Tensor) -> None:
         if self.detect_anomaly(loss):
+            self._skip_update = True  # TRAIN.NONFINITE skip: the next model_update() is dropped
             return
         self.precision.backward(loss, self._optimizers(None))
 
@@ -435,8 +437,18 @@ class TrainerBase:
                 dist_utils.all_reduce_mean_(p.grad)
 
     def model_update(self, names: str | list[str] | None = None) -> None:
+        optims = self._optimizers(names)
+        if getattr(self, "_skip_update", False):
+            self._skip_update = False
+            self.model_zero_grad(names)
+            return
         self.sync_gradients(names)
-        self.precision.step(self._optimizers(names))
+        if not self.precision.uses_scaler(optims) and not self._grads_finite(names):
+            loss = torch.tensor(float("nan"))
+            if self._non_finite("gradient", loss, None):
+                self.model_zero_grad(names)
+                return
+        self.precision.step(optims)
 
     def model_backward_and_update(
         self,
