@@ -270,6 +270,7 @@ def synthesize_set(
         sum(len(batches[b]) for b in mine) - n_todo,
     )
     bar = Progress(n_todo, enabled=progress and main)
+    cpu_start = time.process_time()
     for b in todo:
         batch = batches[b]
         labels = torch.tensor([it.label for it in batch])
@@ -301,6 +302,7 @@ def synthesize_set(
         bar.update(len(batch))
     bar.close()
     seconds = time.time() - bar.start
+    cpu_seconds = time.process_time() - cpu_start
     dist_utils.barrier()
     complete = False
     if main:
@@ -311,10 +313,17 @@ def synthesize_set(
             {"teacher": node.TEACHER, "teacher_run": node.TEACHER_RUN},
         )
         logger.info(
-            "%d images in %.1f s (%.2f images/s)%s",
+            "%d images in %.1f s (%.2f images/s; %.1f s of CPU time in this process)%s",
             n_todo,
             seconds,
             n_todo / max(seconds, 1e-9),
+            cpu_seconds,
             "; set complete" if complete else "",
         )
-    return {"images": n_todo, "seconds": seconds, "complete": complete, "output": output_dir}
+    return {
+        "images": n_todo,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "complete": complete,
+        "output": output_dir,
+    }
