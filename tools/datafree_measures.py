@@ -25,9 +25,9 @@ if _ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from dassl.config import ConfigError, merge_cfg_file, merge_cfg_list  # noqa: E402
+from dassl.config import merge_cfg_file, merge_cfg_list  # noqa: E402
 from dassl.engine.precision import resolve_device  # noqa: E402
-from dassl.utils import atomic_write  # noqa: E402
+from dassl.utils import UserInputError, atomic_write  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
 
 logger = get_logger("tools.datafree_measures")
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["folder"] = folder
             rows.append(row)
             folders[strategy] = folder
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+    except UserInputError as err:
         sys.stderr.write(f"datafree_measures: error: {err.args[0] if err.args else err!r}\n")
         return 2
     table = render_table(rows)
