@@ -28,7 +28,10 @@ logger = get_logger(__name__)
 
 
 class Teacher(nn.Module):
-    """Frozen teacher; :meth:`image_features` is differentiable in the pixels."""
+    """Frozen teacher; :meth:`image_features` is differentiable in the pixels.
+
+    Pixels in [0, 1] are normalised with the model's own mean/std (``model.preprocess_cfg``).
+    """
 
     def __init__(
         self,
@@ -38,14 +41,16 @@ class Teacher(nn.Module):
         logit_scale: float,
         name: str,
         run: str = "",
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
     ):
         super().__init__()
         self.clip_model = clip_model.float().eval().requires_grad_(False)
         self.visual = visual.float().eval().requires_grad_(False)
         cv = class_vectors.detach().float()
         self.register_buffer("class_vectors", cv / cv.norm(dim=-1, keepdim=True))
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(tuple(mean)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(tuple(std)).view(1, 3, 1, 1))
         self.logit_scale = float(logit_scale)
         self.name = name
         self.run = run
@@ -136,4 +141,6 @@ def load_teacher(
         vectors.shape[1],
         visual.input_resolution,
     )
-    return Teacher(model, visual, vectors, scale, name, run).to(device)
+    pre = getattr(model, "preprocess_cfg", None)  # the pixel statistics the model was trained with
+    mean, std = (pre.mean, pre.std) if pre is not None else (CLIP_MEAN, CLIP_STD)
+    return Teacher(model, visual, vectors, scale, name, run, mean, std).to(device)
