@@ -13,10 +13,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from dassl.utils import InputFileNotFoundError, InvalidInputError
+
 __all__ = ["ClassListError", "dataset_classnames", "read_classnames_file", "check_same_classes"]
 
 
-class ClassListError(ValueError):
+class ClassListError(InvalidInputError):
     """Class names cannot be found, or two class lists disagree."""
 
 
@@ -64,7 +66,9 @@ def dataset_classnames(cfg: Any) -> list[str]:
 def read_classnames_file(path: str) -> list[str]:
     """One class name per line (blank lines ignored), or a JSON list."""
     if not os.path.isfile(path):
-        raise ClassListError(f"class-name file not found: {path} (DATAFREE.CLASSNAMES_FILE)")
+        raise InputFileNotFoundError(
+            f"class-name file not found: {path} (DATAFREE.CLASSNAMES_FILE)"
+        )
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if text.lstrip().startswith("["):
