@@ -39,13 +39,13 @@ from torchvision.transforms import Compose
 
 from clip import hf
 from clip import open_clip_convert as oc
+from clip.errors import InvalidModelError, ModelNotFoundError
 from clip.hf import HF_HUB_PREFIX
 from clip.model import StateDictError, TextCfg, VisionCfg, build_from_cfgs, build_model
 from clip.open_clip_convert import OPEN_CLIP_PREFIX
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg, build_preprocess
 from clip.simple_tokenizer import SimpleTokenizer
 from clip.tensor_files import load_tensor_file
-from dassl.utils.errors import UserInputError
 from dassl.utils.logger import get_logger
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "available_models", "load", "resolve_clip", "tokenize"]
@@ -91,10 +91,6 @@ def _sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class ModelNotFoundError(RuntimeError, UserInputError):
-    """An unknown CLIP name or a missing weights file (the user's input)."""
 
 
 def _is_url(url: str) -> bool:
@@ -219,14 +215,14 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], torch.jit.Scrip
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
                 module = torch.jit.load(path, map_location="cpu").eval()
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-            raise RuntimeError(
+            raise InvalidModelError(
                 f"cannot read {path}: {err}. The file is truncated or corrupt; delete it and "
                 "download or export it again"
             ) from err
         return dict(module.state_dict()), module
     obj = load_tensor_file(path)
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise RuntimeError(_describe_wrong_kind(obj, path))
+        raise InvalidModelError(_describe_wrong_kind(obj, path))
     return dict(obj), None
 
 
@@ -262,7 +258,7 @@ def source_kind(name: str) -> str:
 def _check_tokenizer_fits(text_cfg: TextCfg, name: str) -> None:
     """Converted text towers are fed by :func:`tokenize`: its vocabulary and context length."""
     if text_cfg.vocab_size != 49408 or text_cfg.context_length != 77:
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{name}: the text tower has vocab_size {text_cfg.vocab_size} and context length "
             f"{text_cfg.context_length}; clip.tokenize (OpenAI's BPE) gives 49408 tokens and 77 "
             "positions, so this model's own tokenizer would be needed (not supported)"
@@ -287,7 +283,7 @@ def resolve_clip(name: str, download_root: str | None = None, weights: bool = Tr
             try:
                 src.state_dict = hf.convert_state_dict(hf.read_weights(snapshot))
             except StateDictError as err:
-                raise RuntimeError(f"{snapshot}: {err}") from err
+                raise InvalidModelError(f"{snapshot}: {err}") from err
     elif kind == "open_clip":
         arch, weights_path = oc.parse_name(name)
         config, where = oc.model_config(arch)
@@ -330,7 +326,8 @@ def load(
     ``design_details`` deep prompts if given); on CPU it is converted to fp32, elsewhere an OpenAI
     model keeps its fp16 weights (converted models are fp32). ``jit=True`` returns the TorchScript
     archive itself, in its saved dtype (trusted files only; no deep prompts possible). The
-    preprocessing recipe is ``model.preprocess_cfg`` and is logged.
+    preprocessing recipe is ``model.preprocess_cfg`` and is logged. ``download_root`` is the
+    OpenAI weights cache, or for ``hf-hub:`` names the Hugging Face cache to read.
     """
     kind = source_kind(name)
     if kind != "openai":
@@ -340,7 +337,7 @@ def load(
         try:
             model = build_from_cfgs(src.state_dict, src.vision_cfg, src.text_cfg, design_details)
         except StateDictError as err:
-            raise RuntimeError(f"{src.path}: {err}") from err
+            raise InvalidModelError(f"{src.path}: {err}") from err
         model = model.to(device)
         return _with_preprocess(model, src.preprocess, name)
 
@@ -364,7 +361,7 @@ def load(
         hint = ""
         if any(k.startswith(("vision_model.", "text_model.")) for k in state_dict):
             hint = "; this is a Hugging Face CLIPModel state dict: pass its snapshot directory"
-        raise RuntimeError(f"{model_path}: {err}{hint}") from err
+        raise InvalidModelError(f"{model_path}: {err}{hint}") from err
     model = model.to(device)
     if str(device) == "cpu":
         model.float()

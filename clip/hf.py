@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from clip.errors import InvalidModelError, ModelNotFoundError, OptionalDependencyError
 from clip.model import StateDictError, TextCfg, VisionCfg, square_size
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg
 from clip.tensor_files import load_tensor_file
@@ -64,8 +65,8 @@ _LAYER = re.compile(r"(vision_model|text_model)\.encoder\.layers\.(\d+)\.(.+)")
 _QKV = re.compile(r"self_attn\.([qkv])_proj\.(weight|bias)")
 
 
-def _missing_library(package: str, pip_name: str) -> RuntimeError:
-    return RuntimeError(
+def _missing_library(package: str, pip_name: str) -> OptionalDependencyError:
+    return OptionalDependencyError(
         f"loading Hugging Face CLIP weights needs the optional package '{package}'; "
         f"install it with `pip install {pip_name}` (it is listed in requirements-dev.txt)"
     )
@@ -91,7 +92,7 @@ def resolve_hf_hub(name: str, cache_dir: str | None = None) -> str:
     repo = name[len(HF_HUB_PREFIX) :] if name.startswith(HF_HUB_PREFIX) else name
     repo, _, revision = repo.partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        raise RuntimeError(f"{name}: expected hf-hub:ORG/NAME (optionally @REVISION)")
+        raise InvalidModelError(f"{name}: expected hf-hub:ORG/NAME (optionally @REVISION)")
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -103,7 +104,7 @@ def resolve_hf_hub(name: str, cache_dir: str | None = None) -> str:
             repo, revision=revision or None, cache_dir=cache, local_files_only=True
         )
     except LocalEntryNotFoundError as err:
-        raise RuntimeError(
+        raise ModelNotFoundError(
             f"{name} is not in the local Hugging Face cache {cache} (loading is offline); "
             f"download it first, e.g. `huggingface-cli download {repo}`, or set HF_HUB_CACHE / "
             "HF_HOME to the cache that holds it"
@@ -111,17 +112,18 @@ def resolve_hf_hub(name: str, cache_dir: str | None = None) -> str:
 
 
 def read_json(path: str) -> dict[str, Any]:
+    """A JSON config file; unreadable or malformed files raise InvalidModelError naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise RuntimeError(f"cannot read {path}: {err}") from err
+        raise InvalidModelError(f"cannot read {path}: {err}") from err
 
 
 def _activation(cfg: Any, tower: str, source: str) -> str:
     act = cfg.hidden_act
     if act not in _ACTIVATIONS:
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: {tower}.hidden_act = {act!r} is not supported; expected one of "
             f"{sorted(_ACTIVATIONS)}"
         )
@@ -134,7 +136,7 @@ def tower_cfgs(snapshot: str) -> tuple[VisionCfg, TextCfg]:
     raw = read_json(path)
     model_type = raw.get("model_type")
     if model_type != "clip":
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{path}: model_type is {model_type!r}; only Hugging Face CLIPModel snapshots "
             "(model_type 'clip') are supported"
         )
@@ -145,10 +147,12 @@ def tower_cfgs(snapshot: str) -> tuple[VisionCfg, TextCfg]:
     config = CLIPConfig.from_dict(raw)
     vis, txt = config.vision_config, config.text_config
     if vis.num_channels != 3:
-        raise RuntimeError(f"{path}: vision_config.num_channels = {vis.num_channels}; expected 3")
+        raise InvalidModelError(
+            f"{path}: vision_config.num_channels = {vis.num_channels}; expected 3"
+        )
     eos = txt.eos_token_id
     if isinstance(eos, (list, tuple)):
-        raise RuntimeError(f"{path}: text_config.eos_token_id = {eos}; expected one id")
+        raise InvalidModelError(f"{path}: text_config.eos_token_id = {eos}; expected one id")
     vision = VisionCfg(
         width=vis.hidden_size,
         layers=vis.num_hidden_layers,
@@ -194,7 +198,7 @@ def preprocess_cfg(snapshot: str, image_size: int) -> PreprocessCfg:
     resize = edge(raw.get("size"), ("shortest_edge",))
     resample = raw.get("resample", 3)
     if resample not in _RESAMPLE:
-        raise RuntimeError(f"{path}: resample = {resample!r} is not supported ({_RESAMPLE})")
+        raise InvalidModelError(f"{path}: resample = {resample!r} is not supported ({_RESAMPLE})")
     return PreprocessCfg(
         size=crop,
         mean=tuple(raw.get("image_mean", CLIP_MEAN)),
@@ -207,7 +211,7 @@ def preprocess_cfg(snapshot: str, image_size: int) -> PreprocessCfg:
 def _load_file(path: str) -> dict[str, torch.Tensor]:
     obj = load_tensor_file(path)
     if not isinstance(obj, Mapping):
-        raise RuntimeError(f"{path} holds a {type(obj).__name__}, expected a state dict")
+        raise InvalidModelError(f"{path} holds a {type(obj).__name__}, expected a state dict")
     return dict(obj)
 
 
@@ -227,7 +231,7 @@ def read_weights(snapshot: str) -> dict[str, torch.Tensor]:
     legacy = os.path.join(snapshot, "pytorch_model.bin")
     if os.path.isfile(legacy):
         return _load_file(legacy)
-    raise RuntimeError(
+    raise ModelNotFoundError(
         f"{snapshot} has no weights: expected model.safetensors or pytorch_model.bin "
         "(or a sharded index)"
     )

@@ -74,6 +74,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clip.errors import InvalidModelError
+
 logger = logging.getLogger(__name__)
 
 TRAINERS = ("CoOp", "CoCoOp", "IVLP", "VPT", "MaPLe")
@@ -162,7 +164,9 @@ def square_size(value: Any, what: str) -> int:
     """An image or patch size given as an int or a square pair (non-square ones are refused)."""
     if isinstance(value, (list, tuple)):
         if len(set(value)) != 1:
-            raise ValueError(f"{what} = {list(value)} is not square; only square is supported")
+            raise InvalidModelError(
+                f"{what} = {list(value)} is not square; only square is supported"
+            )
         value = value[0]
     return int(value)
 

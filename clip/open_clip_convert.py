@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from clip.errors import InvalidModelError, ModelNotFoundError, OptionalDependencyError
 from clip.hf import HF_HUB_PREFIX, read_json, resolve_hf_hub
 from clip.model import TextCfg, VisionCfg, square_size
 from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg
@@ -112,8 +113,8 @@ _IGNORED_TEXT = {
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
-def _missing_open_clip() -> RuntimeError:
-    return RuntimeError(
+def _missing_open_clip() -> OptionalDependencyError:
+    return OptionalDependencyError(
         "OpenCLIP model configs need the optional package 'open_clip_torch'; install it with "
         "`pip install open_clip_torch` (listed in requirements-dev.txt), or pass the path of a "
         "model-config JSON as ARCH"
@@ -134,7 +135,7 @@ def parse_name(name: str) -> tuple[str, str]:
         return arch, HF_HUB_PREFIX + hub
     arch, sep, weights = spec.rpartition("@")
     if not sep or not arch or not weights:
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{name}: expected open_clip:ARCH@WEIGHTS (ARCH an OpenCLIP model-config name or "
             "JSON path, WEIGHTS a local checkpoint file) or open_clip:hf-hub:ORG/NAME"
         )
@@ -146,10 +147,12 @@ def model_config(arch: str) -> tuple[dict[str, Any], str]:
     if arch.startswith(HF_HUB_PREFIX):
         path = os.path.join(resolve_hf_hub(arch), "open_clip_config.json")
         if not os.path.isfile(path):
-            raise RuntimeError(f"{arch}: the cached snapshot has no open_clip_config.json ({path})")
+            raise ModelNotFoundError(
+                f"{arch}: the cached snapshot has no open_clip_config.json ({path})"
+            )
         raw = read_json(path)
         if not isinstance(raw.get("model_cfg"), dict):
-            raise RuntimeError(f"{path} has no model_cfg")
+            raise InvalidModelError(f"{path} has no model_cfg")
         config = dict(raw["model_cfg"])
         if raw.get("preprocess_cfg"):
             config["preprocess_cfg"] = raw["preprocess_cfg"]
@@ -163,7 +166,7 @@ def model_config(arch: str) -> tuple[dict[str, Any], str]:
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         close = [m for m in open_clip.list_models() if arch.lower()[:5] in m.lower()][:12]
-        raise RuntimeError(
+        raise ModelNotFoundError(
             f"OpenCLIP has no model config {arch!r} (installed open_clip {open_clip.__version__}); "
             f"similar names: {close or open_clip.list_models()[:12]}; or pass a JSON path"
         )
@@ -188,7 +191,9 @@ def _ln_eps(node: Mapping[str, Any], name: str, source: str) -> float:
     kwargs = dict(node.get("norm_kwargs") or {})
     eps = kwargs.pop("eps", 1e-5)
     if kwargs:
-        raise RuntimeError(f"{source}: {name}.norm_kwargs {kwargs} is not supported (only eps)")
+        raise InvalidModelError(
+            f"{source}: {name}.norm_kwargs {kwargs} is not supported (only eps)"
+        )
     return float(eps)
 
 
@@ -232,18 +237,18 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
     problems += _check_options(vis_raw, _REFUSED_VISION, _IGNORED_VISION, "vision_cfg.")
     problems += _check_options(txt_raw, _REFUSED_TEXT, _IGNORED_TEXT, "text_cfg.")
     if problems:
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: this OpenCLIP architecture cannot be converted to our CLIP; "
             f"unsupported: {', '.join(problems)}"
         )
     if "embed_dim" not in config:
-        raise RuntimeError(f"{source}: the model config has no embed_dim")
+        raise InvalidModelError(f"{source}: the model config has no embed_dim")
     embed_dim = int(config["embed_dim"])
     act = "quick_gelu" if config.get("quick_gelu", False) else "gelu"
 
     vis = {**_vision_defaults(), **vis_raw}
     if vis["pool_type"] not in ("tok", "avg"):
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: vision_cfg.pool_type = {vis['pool_type']!r} is not supported (tok, avg)"
         )
     width, head_width = int(vis["width"]), int(vis["head_width"])
@@ -259,7 +264,7 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
         )
     else:
         if width % head_width:
-            raise RuntimeError(
+            raise InvalidModelError(
                 f"{source}: vision_cfg.width {width} is not a multiple of head_width {head_width}"
             )
         vision = VisionCfg(
@@ -280,7 +285,7 @@ def tower_cfgs(config: Mapping[str, Any], source: str) -> tuple[VisionCfg, TextC
 
     txt = {**_text_defaults(), **txt_raw}
     if txt["pool_type"] not in ("argmax", "eos"):
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: text_cfg.pool_type = {txt['pool_type']!r} is not supported (argmax, eos)"
         )
     text_width = int(txt["width"])
@@ -307,19 +312,19 @@ def preprocess_cfg(config: Mapping[str, Any], image_size: int, source: str) -> P
     raw = dict(config.get("preprocess_cfg") or {})
     mode = raw.pop("resize_mode", "shortest")
     if mode != "shortest":
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: preprocess_cfg.resize_mode = {mode!r} is not supported (shortest)"
         )
     if raw.pop("mode", "RGB") != "RGB":
-        raise RuntimeError(f"{source}: preprocess_cfg.mode must be RGB")
+        raise InvalidModelError(f"{source}: preprocess_cfg.mode must be RGB")
     raw.pop("fill_color", None)  # only used by other resize modes
     interpolation = raw.pop("interpolation", "bicubic")
     size = square_size(raw.pop("size", image_size), f"{source}: preprocess_cfg.size")
     mean, std = tuple(raw.pop("mean", CLIP_MEAN)), tuple(raw.pop("std", CLIP_STD))
     if raw:
-        raise RuntimeError(f"{source}: unknown preprocess_cfg options {sorted(raw)}")
+        raise InvalidModelError(f"{source}: unknown preprocess_cfg options {sorted(raw)}")
     if interpolation not in _INTERPOLATIONS:
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{source}: preprocess_cfg.interpolation = {interpolation!r} is not supported"
         )
     return PreprocessCfg(size=size, mean=mean, std=std, interpolation=interpolation)
@@ -333,7 +338,9 @@ def weights_file(weights: str) -> str:
     for name in HUB_WEIGHT_FILES:
         if os.path.isfile(os.path.join(snapshot, name)):
             return os.path.join(snapshot, name)
-    raise RuntimeError(f"{weights}: the cached snapshot {snapshot} has none of {HUB_WEIGHT_FILES}")
+    raise ModelNotFoundError(
+        f"{weights}: the cached snapshot {snapshot} has none of {HUB_WEIGHT_FILES}"
+    )
 
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:
@@ -342,12 +349,12 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise RuntimeError(f"{path} is not an OpenCLIP state dict (a mapping of tensors)")
+        raise InvalidModelError(f"{path} is not an OpenCLIP state dict (a mapping of tensors)")
     sd = dict(obj)
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}
     if any(k.startswith("text.") for k in sd):
-        raise RuntimeError(
+        raise InvalidModelError(
             f"{path} holds a CustomTextCLIP (text.* keys), which is not supported; "
             "only OpenCLIP's standard CLIP layout converts"
         )

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import clip
+from clip.errors import ModelNotFoundError
 from clip.simple_tokenizer import SimpleTokenizer
 from clip.testing import fake_hf_cache, tiny_hf_clip_snapshot
 
@@ -154,7 +155,7 @@ def test_hf_hub_names_resolve_offline_through_the_cache(snapshot, inputs, tmp_pa
         "snapshots/0123456789abcdef0123456789abcdef01234567"
     )
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
-    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache .*elsewhere"):
+    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache .*elsewhere"):
         clip.load("hf-hub:tiny-org/tiny-clip")
     with pytest.raises(RuntimeError, match="expected hf-hub:ORG/NAME"):
         clip.load("hf-hub:no-slash")

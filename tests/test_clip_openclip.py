@@ -9,9 +9,11 @@ import torch
 from safetensors.torch import save_file
 
 import clip
+from clip.errors import InvalidModelError, ModelNotFoundError
 from clip.model import build_visual
 from clip.open_clip_convert import model_config, tower_cfgs
 from clip.testing import fake_hf_cache, tiny_open_clip_model
+from dassl.utils.errors import UserInputError
 
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2}
 VISION = {"image_size": 16, "layers": 2, "width": 48, "head_width": 16, "patch_size": 8}
@@ -222,15 +224,16 @@ def test_refusals_name_the_option(saved, tmp_path, edit, option):
     cfg_path = tmp_path / "bad.json"
     cfg_path.write_text(json.dumps({**CONFIGS["defaults"], **edit}))
     weights = saved["defaults"][2]["plain"]
-    with pytest.raises(RuntimeError, match=re.escape(option)):
+    with pytest.raises(InvalidModelError, match=re.escape(option)) as err:
         clip.load(f"open_clip:{cfg_path}@{weights}")
+    assert isinstance(err.value, UserInputError)  # train.py: one line, exit status 2
 
 
 def test_bad_names_and_checkpoints(saved, tmp_path):
     cfg_path, _, files = saved["defaults"]
     with pytest.raises(RuntimeError, match="expected open_clip:ARCH@WEIGHTS"):
         clip.load(f"open_clip:{cfg_path}")
-    with pytest.raises(RuntimeError, match="does not exist"):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
         clip.load(f"open_clip:{cfg_path}@{tmp_path / 'missing.pt'}")
     layer_scale = tmp_path / "ls.json"  # LayerScale gammas that the checkpoint lacks
     layer_scale.write_text(

@@ -311,7 +311,7 @@ class PromptKDStudent(TrainerX):
         )
         recorded = self.class_vectors.teacher_backbone
         if recorded and recorded != kd.TEACHER_NAME and clip.clip.source_kind(recorded) != "openai":
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"the class vectors come from teacher {recorded!r}, but TRAINER.PROMPTKD."
                 f"TEACHER_NAME is {kd.TEACHER_NAME!r}; set it to {recorded!r} (a converted "
                 "teacher's architecture is read from that name, not from the checkpoint)"
