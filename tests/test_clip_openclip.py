@@ -12,6 +12,7 @@ import clip
 from clip.errors import InvalidModelError, ModelNotFoundError
 from clip.model import build_visual
 from clip.open_clip_convert import model_config, tower_cfgs
+from clip.preprocess import input_mismatches
 from clip.testing import fake_hf_cache, tiny_open_clip_model
 from dassl.utils.errors import UserInputError
 
@@ -134,6 +135,15 @@ def test_preprocess_equals_open_clip_transform(saved):
     theirs = image_transform(16, is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
     image = Image.fromarray((torch.rand(23, 31, 3) * 255).byte().numpy())
     assert torch.allclose(preprocess(image), theirs(image), atol=1e-6)
+    from yacs.config import CfgNode
+
+    node = CfgNode({"PIXEL_MEAN": [0.5] * 3, "PIXEL_STD": [0.5] * 3, "INTERPOLATION": "bicubic"})
+    assert input_mismatches(node, model.preprocess_cfg) == []
+    node.PIXEL_STD, node.INTERPOLATION = [0.5, 0.5, 0.25], "bilinear"
+    assert [m.split(" ")[0] for m in input_mismatches(node, model.preprocess_cfg)] == [
+        "INPUT.PIXEL_STD",
+        "INPUT.INTERPOLATION",
+    ]
 
 
 def test_prompts_at_depth_zero_equal_and_prompted_variant_trains_prompts_only(saved, inputs):
