@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import types
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -146,17 +147,19 @@ def test_killed_run_resumes_to_the_same_set(reference, tmp_path, monkeypatch):
     assert read_set(out) == read_set(reference)
 
 
-def test_ranks_share_the_work(reference, tmp_path, monkeypatch):
-    out = str(tmp_path / "sharded")
-    for rank in (1, 0):  # rank 1 first: rank 0 then finds every batch and finalises
-        fake = types.SimpleNamespace(
-            get_rank=lambda r=rank: r, get_world_size=lambda: 2, barrier=lambda: None
-        )
-        monkeypatch.setattr(surrogate_set, "dist_utils", fake)
-        summary = surrogate_set.synthesize_set(tiny_cfg(), out, progress=False)
-        assert summary["images"] == (48 if rank == 0 else 24)
-        assert summary["complete"] == (rank == 0)
-    assert read_set(out) == read_set(reference)
+def test_torchrun_ranks_share_the_work(reference, tmp_path):
+    """Two gloo processes (batches 0, 2 and batch 1) make the same set as one process."""
+    out = tmp_path / "sharded"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        os.path.join(ROOT, "tools", "synthesize.py"), "--dataset-config-file", TOY,
+        "--output-dir", str(out), "--strategy", "random", "--no-progress", "--no-cuda", *TINY,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on 2 process(es); 48 images to do here" in proc.stdout
+    assert read_set(str(out)) == read_set(reference)
 
 
 def test_other_settings_in_the_same_folder_fail(reference):

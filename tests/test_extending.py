@@ -6,7 +6,6 @@ import os
 import re
 
 import train
-from datasets.toy_shapes import generate_toy_shapes
 from tools.export_class_vectors import main as export_main
 from trainers.class_vectors import load_class_vectors
 
@@ -21,19 +20,10 @@ def test_guide_shows_the_example_file_verbatim():
     assert len(code.splitlines()) <= 45
 
 
-def test_example_trains_evaluates_and_teaches(tmp_path):
-    root = str(tmp_path / "data")
-    generate_toy_shapes(root, n_train=1, n_val=1, n_test=1)
-    common = [
-        "--root",
-        root,
-        "--seed",
-        "1",
-        "--dataset-config-file",
-        os.path.join(ROOT, "configs/datasets/toy_shapes.yaml"),
-    ]
+def test_example_trains_evaluates_and_teaches(tmp_path, toy_world):
+    common = toy_world.flags
     cfg = [*common, "--config-file", os.path.join(ROOT, "configs/trainers/ExampleIVLP/toy.yaml")]
-    opts = ["OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "1", "DATASET.SUBSAMPLE_CLASSES", "base"]
+    opts = [*toy_world.opts, "DATASET.NUM_SHOTS", "1", "DATASET.SUBSAMPLE_CLASSES", "base"]
     run = str(tmp_path / "example")
     assert train.main(["--trainer", "ExampleIVLP", *cfg, "--output-dir", run, *opts]) == 0
     res = json.load(open(os.path.join(run, "results.json")))
@@ -51,8 +41,7 @@ def test_example_trains_evaluates_and_teaches(tmp_path):
         os.path.join(ROOT, "configs/trainers/PromptKDStudent/toy.yaml"),
         "--output-dir",
         str(tmp_path / "student"),
-        "OPTIM.MAX_EPOCH",
-        "1",
+        *toy_world.opts,
         "DATASET.NUM_SHOTS",
         "0",
         "TRAINER.PROMPTKD.TEACHER_WEIGHTS",

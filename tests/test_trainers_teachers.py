@@ -11,11 +11,11 @@ from PIL import Image
 import clip
 import train
 from datasets.toy_render import CLASSNAMES
-from datasets.toy_shapes import generate_toy_shapes
 from tools.export_class_vectors import load_teacher
 from tools.export_class_vectors import main as export_main
 from trainers.class_vectors import load_class_vectors
 from trainers.teacher_io import build_teacher_visual, teacher_vision_design
+from trainers.zero_shot import build_zero_shot_classifier, templates_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,27 +31,8 @@ PROMPT_FREE = {"CoOp", "CoCoOp"}  # their image tower is CLIP's own
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    base = tmp_path_factory.mktemp("teachers")
-    root = str(base / "data")
-    generate_toy_shapes(root, n_train=1, n_val=1, n_test=1)
-    common = [
-        "--root",
-        root,
-        "--seed",
-        "1",
-        "--dataset-config-file",
-        os.path.join(ROOT, "configs/datasets/toy_shapes.yaml"),
-        "DATALOADER.NUM_WORKERS",
-        "0",
-        "DATALOADER.TEST.BATCH_SIZE",
-        "64",
-        "INPUT.SIZE",
-        "(32, 32)",
-        "OPTIM.MAX_EPOCH",
-        "1",
-    ]
-    return base, common
+def toy(toy_world, tmp_path_factory):
+    return tmp_path_factory.mktemp("teachers"), [*toy_world.flags, *toy_world.opts]
 
 
 def _teacher_args(repo_root, name, *flags):
@@ -165,3 +146,30 @@ def test_zero_shot_clip_by_name_is_a_teacher(repo_root, toy):
         out,
     )
     assert "Loading teacher image encoder: CLIP toy-teacher (no prompts)" in log
+
+
+def test_zero_shot_builder_averages_templates_in_either_order():
+    feats = {"a x": [3.0, 4.0], "b x": [1.0, 0.0], "a y z": [0.0, 2.0], "b y z": [1.0, 1.0]}
+    seen = []
+
+    def encode(texts):
+        seen.append(len(texts))
+        return torch.tensor([feats[t] for t in texts])
+
+    names, templates = ["x", "y_z"], ["a {}", "b {}"]  # underscores become spaces
+    each = build_zero_shot_classifier(encode, names, templates, batch_size=3)
+    raw = build_zero_shot_classifier(encode, names, templates, normalize_each=False, batch_size=3)
+
+    def unit(v):
+        v = torch.tensor(v)
+        return v / v.norm()
+
+    r = 2**-0.5  # hand-computed: mean of unit vectors (or of raw ones), then renormalised
+    assert torch.allclose(each, torch.stack([unit([1.6, 0.8]), unit([r, 1 + r])]), atol=1e-6)
+    assert torch.allclose(raw, torch.stack([unit([4.0, 4.0]), unit([1.0, 3.0])]), atol=1e-6)
+    assert seen[:2] == [3, 1]  # batched over texts, across class boundaries
+    assert templates_for("single", "ToyShapes") == ["a photo of a {}."]
+    assert len(templates_for("ensemble", "ToyShapes")) == 8
+    assert len(templates_for("imagenet", "ToyShapes")) == 60
+    with pytest.raises(ValueError, match="TRAINER.ZSCLIP.TEMPLATES"):
+        templates_for("all", "ToyShapes")

@@ -9,7 +9,6 @@ import pytest
 
 import train
 from dassl.engine import TRAINER_REGISTRY
-from datasets.toy_shapes import generate_toy_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = ("cocoop.py", "maple_repo.py", "promptsrc.py")
@@ -23,11 +22,9 @@ CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
+def upstream(tmp_path_factory, toy_world):
     """The upstream files registered under their upstream names (ours restored afterwards)."""
     base = tmp_path_factory.mktemp("upstream_files")
-    root = str(base / "data")
-    generate_toy_shapes(root, n_train=1, n_val=1, n_test=1)
     with pytest.MonkeyPatch.context() as mp:
         for name in CONFIGS:
             mp.delitem(TRAINER_REGISTRY._obj_map, name)
@@ -36,35 +33,23 @@ def upstream(tmp_path_factory):
             spec = importlib.util.spec_from_file_location(f"upstream_{file[:-3]}", path)
             spec.loader.exec_module(importlib.util.module_from_spec(spec))
         assert all(TRAINER_REGISTRY.get(n).__module__.startswith("upstream_") for n in CONFIGS)
-        yield base, root
+        yield base, toy_world
 
 
-def _argv(root, name, out, *flags):
+def _argv(toy, name, out, *flags):
     yaml, node = CONFIGS[name]
     return [
-        "--root",
-        root,
-        "--seed",
-        "1",
+        *toy.flags,
         "--trainer",
         name,
-        "--dataset-config-file",
-        os.path.join(ROOT, "configs/datasets/toy_shapes.yaml"),
         "--config-file",
         os.path.join(ROOT, "configs/trainers", yaml),
         "--output-dir",
         out,
         *flags,
+        *toy.opts,
         "MODEL.BACKBONE.NAME",
         "toy-teacher",
-        "INPUT.SIZE",
-        "(32, 32)",
-        "DATALOADER.NUM_WORKERS",
-        "0",
-        "DATALOADER.TEST.BATCH_SIZE",
-        "64",
-        "OPTIM.MAX_EPOCH",
-        "1",
         "DATASET.NUM_SHOTS",
         "1",
         f"TRAINER.{node}.PREC",
@@ -74,9 +59,9 @@ def _argv(root, name, out, *flags):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_upstream_trainer_file_runs_unchanged(upstream, name):
-    base, root = upstream
+    base, toy = upstream
     out = str(base / name)
-    assert train.main([*_argv(root, name, out), "DATASET.SUBSAMPLE_CLASSES", "base"]) == 0
+    assert train.main([*_argv(toy, name, out), "DATASET.SUBSAMPLE_CLASSES", "base"]) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["trainer"] == name and res["epoch"] == 1 and 0 <= res["accuracy"] <= 100
     log = open(os.path.join(out, "log.txt")).read()
@@ -85,5 +70,5 @@ def test_upstream_trainer_file_runs_unchanged(upstream, name):
         return
     ev = str(base / f"{name}_new")
     flags = ("--eval-only", "--model-dir", out, "--load-epoch", "1")
-    assert train.main([*_argv(root, name, ev, *flags), "DATASET.SUBSAMPLE_CLASSES", "new"]) == 0
+    assert train.main([*_argv(toy, name, ev, *flags), "DATASET.SUBSAMPLE_CLASSES", "new"]) == 0
     assert "accuracy" in json.load(open(os.path.join(ev, "results.json")))

@@ -24,7 +24,7 @@ from torch import nn
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY
 
-from .prompt_learner import PromptedCLIP, VLPromptLearner, _normalize
+from .prompt_learner import PromptedCLIP, VLPromptLearner, l2_normalize
 from .prompt_trainer import PromptTrainer
 from .zero_shot import build_zero_shot_classifier
 
@@ -80,7 +80,7 @@ class CoCoOpCLIP(PromptedCLIP):
         prompts = self.prompt_learner.shifted_prompts(prefix, suffix, feats)
         scale = self.logit_scale.exp().float()
         rows = [
-            scale * f @ _normalize(self.text_encoder(p, tokenized)).t()
+            scale * f @ l2_normalize(self.text_encoder(p, tokenized)).t()
             for f, p in zip(feats, prompts)
         ]
         return torch.stack(rows)
@@ -106,7 +106,7 @@ class CoCoOpCLIP(PromptedCLIP):
         prompts = self.prompt_learner.shifted_prompts(
             prefix.to(dev), suffix.to(dev), image_feature.unsqueeze(0)
         )[0]
-        return _normalize(self.text_encoder(prompts, tokenized.to(dev)))
+        return l2_normalize(self.text_encoder(prompts, tokenized.to(dev)))
 
 
 @TRAINER_REGISTRY.register()

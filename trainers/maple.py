@@ -23,7 +23,7 @@ from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY
 
-from .prompt_learner import PromptedCLIP, VLPromptLearner, _normalize
+from .prompt_learner import PromptedCLIP, VLPromptLearner, l2_normalize
 from .prompt_trainer import PromptTrainer
 
 __all__ = ["MaPLe", "MaPLePromptLearner", "MaPLeCLIP"]
@@ -73,12 +73,12 @@ class MaPLeCLIP(PromptedCLIP):
         else:
             prompts, tokenized = learner.prompts_for(classnames)
         deep = list(learner.compound_prompts_text)
-        return _normalize(self.text_encoder(prompts, tokenized, deep))
+        return l2_normalize(self.text_encoder(prompts, tokenized, deep))
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         shared, deep = self.prompt_learner.vision_prompts()
         dtype = self.image_encoder.conv1.weight.dtype
-        return _normalize(self.image_encoder(images.to(dtype), shared, deep))
+        return l2_normalize(self.image_encoder(images.to(dtype), shared, deep))
 
 
 @TRAINER_REGISTRY.register()

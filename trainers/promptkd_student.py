@@ -360,7 +360,8 @@ class PromptKDStudent(TrainerX):
         t_logits = self.teacher_logits(images, batch)
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
         loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
-        self.model_backward_and_update(loss)
+        terms = {"loss_kd": loss, "student_logits_max": s_logits.detach().abs().max()}
+        self.model_backward_and_update(loss, terms=terms)
         return {"loss": loss.item()}
 
     def selects_best_val(self) -> bool:

@@ -23,7 +23,7 @@ from dassl.utils.logger import get_logger
 
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .ivlp import IVLP
-from .prompt_learner import _normalize
+from .prompt_learner import l2_normalize
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .zero_shot import build_zero_shot_classifier
 
@@ -102,12 +102,12 @@ class PromptSRC(IVLP):
             feats = model.image_features(images)
             logits = scale * feats @ text.t()
             with torch.no_grad():
-                zs_feats = _normalize(self.zs_visual(images.to(self.precision.frozen_dtype)))
+                zs_feats = l2_normalize(self.zs_visual(images.to(self.precision.frozen_dtype)))
                 zs_logits = scale * zs_feats @ self.fixed_text_features.t()
         losses = self.criterion(
             logits, labels, text, self.fixed_text_features, feats, zs_feats, zs_logits
         )
-        self.model_backward_and_update(losses["loss"])
+        self.model_backward_and_update(losses["loss"], terms=losses)
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = compute_accuracy(logits, labels)[0].item()
         return summary

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -315,7 +315,8 @@ class TrainerBase:
             self.save_model(self.epoch, self.output_dir, iteration=done)
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into every model."""
+        """Load the final weights (:func:`checkpointer.find_checkpoint`: ``model-best.pth.tar`` if
+        the run wrote one, else its last save) or ``model.pth.tar-<epoch>`` into every model."""
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
@@ -414,6 +415,7 @@ class TrainerBase:
 
     def model_backward(self, loss: torch.Tensor) -> None:
         if self.detect_anomaly(loss):
+            self._skip_update = True  # TRAIN.NONFINITE skip: the next model_update() is dropped
             return
         self.precision.backward(loss, self._optimizers(None))
 
@@ -435,8 +437,18 @@ class TrainerBase:
                 dist_utils.all_reduce_mean_(p.grad)
 
     def model_update(self, names: str | list[str] | None = None) -> None:
+        optims = self._optimizers(names)
+        if getattr(self, "_skip_update", False):
+            self._skip_update = False
+            self.model_zero_grad(names)
+            return
         self.sync_gradients(names)
-        self.precision.step(self._optimizers(names))
+        if not self.precision.uses_scaler(optims) and not self._grads_finite(names):
+            loss = torch.tensor(float("nan"))
+            if self._non_finite("gradient", loss, None):
+                self.model_zero_grad(names)
+                return
+        self.precision.step(optims)
 
     def model_backward_and_update(
         self,
@@ -664,6 +676,30 @@ class SimpleTrainer(TrainerBase):
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
 
+    def run_steps(self, batches: Iterable[tuple[Any, ...]], skip: int = 0) -> None:
+        """One epoch: ``forward_backward(*args)`` for each ``args`` of ``batches`` (there are
+        ``self.num_batches``), with progress logging, the LR schedulers stepped and mid-epoch
+        checkpoints; the first ``skip`` batches (done before a mid-epoch checkpoint) are drawn
+        but not trained on. Create ``batches`` after :meth:`_start_epoch_iteration`."""
+        self.set_model_mode("train")
+        self._lr_stepped.clear()
+        log = _EpochLogger(self, self.num_batches)
+        end = time.time()
+        for batch_idx, args in enumerate(batches):
+            self.batch_idx = batch_idx
+            if skip and self._skip_resumed_batch(batch_idx):
+                end = time.time()
+                continue
+            log.data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(*args)
+            log.batch_time.update(time.time() - end)
+            log.step(self.batch_idx, loss_summary)
+            self.step_schedulers("iter")
+            self._after_batch(batch_idx)
+            end = time.time()
+        self.step_schedulers("epoch")
+        log.finish()
+
     # ---------------------------------------------------------------- evaluation
 
     def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -849,8 +885,6 @@ class TrainerXU(SimpleTrainer):
     """Trainer over a labelled (x) and an unlabelled (u) loader (domain adaptation / SSL)."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         _set_loader_epoch(self.train_loader_u, self.epoch)
 
@@ -869,36 +903,23 @@ class TrainerXU(SimpleTrainer):
             )
 
         skip = self._start_epoch_iteration()
-        train_loader_x_iter = iter(self.train_loader_x)
-        train_loader_u_iter = iter(self.train_loader_u)
-        log = _EpochLogger(self, self.num_batches)
+        self.run_steps(self._batch_pairs(), skip)
 
-        end = time.time()
-        for batch_idx in range(self.num_batches):
-            self.batch_idx = batch_idx
+    def _batch_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """``num_batches`` pairs (x, u), restarting whichever loader runs out first."""
+        iter_x, iter_u = iter(self.train_loader_x), iter(self.train_loader_u)
+        for _ in range(self.num_batches):
             try:
-                batch_x = next(train_loader_x_iter)
+                batch_x = next(iter_x)
             except StopIteration:
-                train_loader_x_iter = iter(self.train_loader_x)
-                batch_x = next(train_loader_x_iter)
+                iter_x = iter(self.train_loader_x)
+                batch_x = next(iter_x)
             try:
-                batch_u = next(train_loader_u_iter)
+                batch_u = next(iter_u)
             except StopIteration:
-                train_loader_u_iter = iter(self.train_loader_u)
-                batch_u = next(train_loader_u_iter)
-            if skip and self._skip_resumed_batch(batch_idx):
-                end = time.time()
-                continue
-
-            log.data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch_x, batch_u)
-            log.batch_time.update(time.time() - end)
-            log.step(self.batch_idx, loss_summary)
-            self.step_schedulers("iter")
-            self._after_batch(batch_idx)
-            end = time.time()
-        self.step_schedulers("epoch")
-        log.finish()
+                iter_u = iter(self.train_loader_u)
+                batch_u = next(iter_u)
+            yield batch_x, batch_u
 
     def forward_backward(self, batch_x: Any, batch_u: Any = None) -> Any:  # type: ignore[override]
         raise NotImplementedError
@@ -914,28 +935,10 @@ class TrainerX(SimpleTrainer):
     """Trainer over the labelled loader only (every prompt trainer subclasses this)."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         self.num_batches = len(self.train_loader_x)
         skip = self._start_epoch_iteration()
-        log = _EpochLogger(self, self.num_batches)
-
-        end = time.time()
-        for batch_idx, batch in enumerate(self.train_loader_x):
-            self.batch_idx = batch_idx
-            if skip and self._skip_resumed_batch(batch_idx):
-                end = time.time()
-                continue
-            log.data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch)
-            log.batch_time.update(time.time() - end)
-            log.step(self.batch_idx, loss_summary)
-            self.step_schedulers("iter")
-            self._after_batch(batch_idx)
-            end = time.time()
-        self.step_schedulers("epoch")
-        log.finish()
+        self.run_steps(((batch,) for batch in self.train_loader_x), skip)
 
     def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
         input = batch["img"].to(self.device)

@@ -1,7 +1,7 @@
-# MaPLe code base style (trainers/maple.py, independentVL.py, vpt.py in one file here). Deviation
-# from upstream: the MaPLe projection widths are read from the CLIP (upstream: 512 -> 768).
+# MaPLe code base style (trainers/maple.py, independentVL.py, vpt.py in one file here). Deviations
+# from upstream: the MaPLe projection widths are read from the CLIP (upstream: 512 -> 768), and
+# there is no load_model override (the engine's keeps the class-name buffers of the model).
 import copy
-import os.path as osp
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,6 @@ from torch.nn import functional as F
 from clip import clip
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint
 
 
 def load_clip_to_cpu(cfg, design_details):
@@ -172,24 +171,6 @@ class _Base(TrainerX):
         input = batch["img"]
         label = batch["label"]
         return input.to(self.device), label.to(self.device)
-
-    def load_model(self, directory, epoch=None):
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
-        model_file = "model-best.pth.tar" if epoch is None else "model.pth.tar-" + str(epoch)
-        for name in self.get_model_names():
-            model_path = osp.join(directory, name, model_file)
-            if not osp.exists(model_path):
-                raise FileNotFoundError(f'Model not found at "{model_path}"')
-            checkpoint = load_checkpoint(model_path)
-            state_dict = checkpoint["state_dict"]
-            if "prompt_learner.token_prefix" in state_dict:
-                del state_dict["prompt_learner.token_prefix"]
-            if "prompt_learner.token_suffix" in state_dict:
-                del state_dict["prompt_learner.token_suffix"]
-            print(f'Loading weights to {name} from "{model_path}"')
-            self._models[name].load_state_dict(state_dict, strict=False)
 
 
 @TRAINER_REGISTRY.register()
