@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 import clip
+from clip.preprocess import input_mismatches
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.engine.checkpointer import CheckpointMismatchError, run_dir_of
@@ -246,6 +247,8 @@ class PromptKDStudent(TrainerX):
             cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(kd)
         )
         visual = student_clip.visual
+        for problem in input_mismatches(cfg.INPUT, student_clip.preprocess_cfg):
+            logger.warning(f"{problem} ({cfg.MODEL.BACKBONE.NAME}'s own preprocessing)")
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
             raise InvalidInputError(
