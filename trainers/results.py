@@ -7,7 +7,10 @@ classes. Trainers plug in through :class:`SubsetEvaluationMixin`, providing only
 ``classifier_for(subset)`` (a function images -> logits over ``subset.classnames``).
 
 ``<OUTPUT_DIR>/results.json`` (written atomically, rank 0 only) holds accuracies in percent:
-``base``, ``new``, ``hm`` (base-to-novel) or ``accuracy``, plus ``epoch``, ``seed``,
+``base``, ``new``, ``hm`` (base-to-novel) or ``accuracy``; multi-domain datasets (those with
+``test_domains``, :mod:`datasets.domain_base`) add ``domains`` = ``{domain: accuracy}`` and
+``accuracy`` is then the mean over the target domains (``target_domains`` lists them in config
+order, as the json keys are sorted). Plus ``epoch``, ``seed``,
 ``dataset``, ``trainer`` and ``config_hash``. ``config_hash`` is the SHA-256 of the merged
 config dump with the run-specific keys :data:`HASH_EXCLUDED_KEYS` removed (output/resume paths,
 the seed, the data root, worker count and verbosity), so that seeds and machines of one setting
@@ -37,6 +40,7 @@ __all__ = [
     "write_results",
     "full_class_info",
     "eval_subsets",
+    "domain_subsets",
 ]
 
 logger = get_logger(__name__)
@@ -86,7 +90,13 @@ def write_results(
 
     if not dist.is_main_process():
         return None
-    record: dict[str, Any] = {k: round(float(v), 4) for k, v in metrics.items()}
+    record: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):  # per-domain accuracies; their order is kept in target_domains
+            record[k] = {d: round(float(a), 4) for d, a in v.items()}
+            record["target_domains"] = list(v)
+        else:
+            record[k] = round(float(v), 4)
     record.update(
         {
             "epoch": epoch,
@@ -186,6 +196,25 @@ def eval_subsets(dataset: Any, protocol: str, subsample: str = "all") -> list[Ev
     return [EvalSubset("all", list(full["test"]), names, range(0, len(names)))]
 
 
+def domain_subsets(subset: EvalSubset, domain_names: Sequence[str]) -> list[EvalSubset]:
+    """Split ``subset`` by its items' ``domain`` (an index into ``domain_names``), in that order.
+
+    Every domain gets a subset (possibly empty), with the same classes as ``subset``.
+    """
+    groups: dict[int, list] = {i: [] for i in range(len(domain_names))}
+    for item in subset.items:
+        if item.domain not in groups:
+            raise ValueError(
+                f"test image {item.impath} has domain index {item.domain}, but the dataset names "
+                f"only {len(domain_names)} target domains {list(domain_names)}"
+            )
+        groups[item.domain].append(item)
+    return [
+        EvalSubset(name, groups[i], subset.classnames, subset.class_range)
+        for i, name in enumerate(domain_names)
+    ]
+
+
 class SubsetEvaluationMixin:
     """Gives a ``TrainerX`` the final base/new (or all-class) evaluation and ``results.json``.
 
@@ -212,7 +241,9 @@ class SubsetEvaluationMixin:
         cfg = self.cfg
         self.set_model_mode("eval")
         logger.info(
-            f"Evaluate on the *test* set: {subset.name} classes ({len(subset.classnames)} classes, "
+            f"Evaluate on the *test* set: {subset.name}"
+            f"{' classes' if subset.name in ('base', 'new', 'all') else ' domain'} "
+            f"({len(subset.classnames)} classes, "
             f"{len(subset.items):,} images)"
         )
         loader = build_data_loader(
@@ -242,6 +273,9 @@ class SubsetEvaluationMixin:
         subsets = eval_subsets(
             self.dm.dataset, self.eval_protocol(), self.cfg.DATASET.SUBSAMPLE_CLASSES
         )
+        domains = getattr(self.dm.dataset, "test_domains", None)
+        if domains and [s.name for s in subsets] == ["all"]:
+            return self._final_domain_evaluation(subsets[0], domains)
         accs = {s.name: self.evaluate_subset(s)["accuracy"] for s in subsets}
         if "base" in accs and "new" in accs:
             metrics = {
@@ -255,6 +289,21 @@ class SubsetEvaluationMixin:
             )
         else:
             metrics = {"accuracy": accs["all"]}
+        epoch = self.results_epoch if self.results_epoch is not None else self.epoch + 1
+        write_results(self.cfg.OUTPUT_DIR, metrics, self.cfg, epoch)
+        return metrics
+
+    def _final_domain_evaluation(self, subset: EvalSubset, domains: Sequence[str]) -> dict:
+        """One accuracy per target domain; ``accuracy`` = their mean (empty domains fail)."""
+        parts = domain_subsets(subset, domains)
+        empty = [p.name for p in parts if not p.items]
+        if empty:
+            raise ValueError(f"target domains {empty} have no test images (DATASET.TARGET_DOMAINS)")
+        per_domain = {p.name: self.evaluate_subset(p)["accuracy"] for p in parts}
+        mean = sum(per_domain.values()) / len(per_domain)
+        table = ", ".join(f"{d} {a:.2f}%" for d, a in per_domain.items())
+        logger.info(f"=> per domain: {table}; mean over {len(per_domain)} domains {mean:.2f}%")
+        metrics = {"accuracy": mean, "domains": per_domain}
         epoch = self.results_epoch if self.results_epoch is not None else self.epoch + 1
         write_results(self.cfg.OUTPUT_DIR, metrics, self.cfg, epoch)
         return metrics
