@@ -6,7 +6,7 @@ upstream-compatibility keys (``TRAINER.COOP/COCOOP/MAPLE/IVLP/PROMPTSRC/PROMPTKD
 ``TRAINER.MODAL``) come first so that upstream YAMLs merge unchanged.
 """
 
-from . import coop, promptkd_student, promptkd_teacher, zsclip  # noqa: F401  (registration)
+from . import coop, kd_student, promptkd_student, promptkd_teacher, zsclip  # noqa: F401
 from .compat_config import add_compat_config
 from .promptkd_student import add_promptkd_student_config
 

@@ -47,6 +47,7 @@ from dassl.utils.logger import get_logger
 from .class_vectors import ClassVectors, load_class_vectors
 from .compat_config import add_defaults
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
+from .image_source import read_image_folder
 from .projector import PROJECTOR_TYPES, build_projector
 from .promptkd_teacher import (
     CLASS_VECTORS_FILE,
@@ -79,11 +80,20 @@ def add_promptkd_student_config(cfg: Any) -> Any:
     - ``CLASS_VECTORS``: ``.safetensors`` file; "" = ``<teacher run dir>/class_vectors.safetensors``.
     - ``KD_NORM``: ``official`` (sum / (B*C), upstream parity) or ``batchmean`` (= official * C).
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
+    - ``TRAIN_SOURCE``: a folder of images to distil on instead of the dataset's train split
+      (e.g. a synthesized data-free set, :func:`trainers.image_source.read_image_folder`);
+      "" = the dataset's unlabelled train images. Evaluation stays on ``DATASET.NAME``.
     """
     add_defaults(
         cfg.TRAINER,
         "PROMPTKD",
-        {"TEACHER_WEIGHTS": "", "CLASS_VECTORS": "", "KD_NORM": "official", "PROJECTOR": "mlp"},
+        {
+            "TEACHER_WEIGHTS": "",
+            "CLASS_VECTORS": "",
+            "KD_NORM": "official",
+            "PROJECTOR": "mlp",
+            "TRAIN_SOURCE": "",
+        },
     )
     return cfg
 
@@ -225,9 +235,11 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     def train_data_source(self) -> list:
         """The unlabelled training images: every train image of every class (transductive).
 
-        Override to distil from another image source (e.g. synthesized images). Labels of the
-        returned items are never read.
+        ``TRAINER.PROMPTKD.TRAIN_SOURCE`` replaces them by the images of a folder (e.g.
+        synthesized images). Labels of the returned items are never read.
         """
+        if self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE:
+            return read_image_folder(self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE)
         full = getattr(self.dm.dataset, "full_splits", None)
         return list(full["train"]) if full is not None else list(self.dm.dataset.train_x)
 
