@@ -5,40 +5,22 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 from PIL import Image
 
-import clip
 from dassl.utils import write_json
 from datasets.toy_render import CLASSNAMES
-from trainers.class_vectors import save_class_vectors
 
-__all__ = ["zeroshot_teacher_dir", "synthesized_folder"]
+__all__ = ["export_zeroshot_vectors", "synthesized_folder"]
 
 
-def zeroshot_teacher_dir(out: str, clip_name: str = "toy-teacher") -> str:
-    """A teacher run dir from a frozen CLIP: its image tower as a checkpoint + template vectors."""
-    model, _ = clip.load(clip_name, device="cpu")
-    sd = {
-        "image_encoder." + k[len("visual.") :]: v
-        for k, v in model.state_dict().items()
-        if k.startswith("visual.")
-    }
-    sd["logit_scale"] = model.logit_scale.detach().clone()
-    os.makedirs(os.path.join(out, "VLPromptLearner"), exist_ok=True)
-    torch.save(
-        {"state_dict": sd, "epoch": 1}, os.path.join(out, "VLPromptLearner", "model.pth.tar-1")
-    )
-    with torch.no_grad():
-        feats = model.encode_text(clip.tokenize([f"a photo of a {c}." for c in CLASSNAMES])).float()
-    save_class_vectors(
-        os.path.join(out, "class_vectors.safetensors"),
-        feats / feats.norm(dim=-1, keepdim=True),
-        CLASSNAMES,
-        base_classes=range(0, 18),
-        new_classes=range(18, 36),
-        teacher_backbone=clip_name,
-    )
+def export_zeroshot_vectors(root: str, out: str, clip_name: str = "toy-teacher", *opts: str) -> str:
+    """Class vectors of a zero-shot CLIP teacher via tools/export_class_vectors.py (ToyShapesDG)."""
+    from tools import export_class_vectors
+
+    argv = ["--root", root, "--trainer", "ZeroshotCLIP", "--teacher-weights", clip_name]
+    argv += ["--dataset-config-file", "configs/datasets/toy_shapes_dg.yaml", "--output", out]
+    argv += ["--config-file", "configs/trainers/ZeroshotCLIP/toy.yaml", *opts]
+    assert export_class_vectors.main(argv) == 0
     return out
 
 

@@ -11,7 +11,7 @@ import torch
 
 import train
 from datasets.toy_shapes_dg import generate_toy_shapes_dg
-from tests.datafree_helpers import synthesized_folder, zeroshot_teacher_dir
+from tests.datafree_helpers import export_zeroshot_vectors, synthesized_folder
 from trainers.kd_student import build_backbone
 
 
@@ -19,18 +19,19 @@ from trainers.kd_student import build_backbone
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("datafree")
     generate_toy_shapes_dg(str(base / "data"), n_train=1, n_val=1, n_test=1)
-    teacher = zeroshot_teacher_dir(str(base / "teacher"))
+    vectors = export_zeroshot_vectors(str(base / "data"), str(base / "teacher" / "cv.safetensors"))
     perm = np.random.default_rng(0).permutation(36)
     synth = synthesized_folder(str(base / "synth"))
     permuted = synthesized_folder(str(base / "synth_permuted"), permutation=perm)
-    return {"base": base, "teacher": teacher, "synth": synth, "permuted": permuted}
+    return {"base": base, "vectors": vectors, "synth": synth, "permuted": permuted}
 
 
 def _distil(world, out, trainer, source, *extra):
     argv = ["--root", str(world["base"] / "data"), "--output-dir", str(out), "--seed", "1"]
     argv += ["--trainer", trainer, "--config-file", "configs/trainers/PromptKDStudent/toy.yaml"]
     argv += ["--dataset-config-file", "configs/datasets/toy_shapes_dg.yaml"]
-    argv += ["TRAINER.MODAL", "cross", "TRAINER.PROMPTKD.TEACHER_WEIGHTS", world["teacher"]]
+    argv += ["TRAINER.MODAL", "cross", "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "toy-teacher"]
+    argv += ["TRAINER.PROMPTKD.CLASS_VECTORS", world["vectors"]]
     argv += ["TRAINER.PROMPTKD.TRAIN_SOURCE", source, "OPTIM.MAX_EPOCH", "1", *extra]
     assert train.main(argv) == 0
     with open(os.path.join(out, "results.json")) as f:
@@ -95,3 +96,31 @@ def test_torchvision_backbone_weights_from_a_local_file_only(tmp_path):
         build_backbone("resnet_nope")
     with pytest.raises(FileNotFoundError, match="MODEL.INIT_WEIGHTS"):
         build_backbone("resnet18", init_weights=str(tmp_path / "missing.pth"))
+
+
+def test_zeroshot_clip_teacher_exports_template_features(world, tmp_path):
+    """Class vectors of a zero-shot CLIP = its normalised template features, averaged, by hand."""
+    import clip
+    from datasets.toy_render import CLASSNAMES
+    from trainers.class_vectors import load_class_vectors
+    from trainers.imagenet_templates import IMAGENET_TEMPLATES_SELECT
+
+    model, _ = clip.load("toy-teacher", device="cpu")
+
+    def by_hand(templates):
+        total = 0
+        for t in templates:
+            with torch.no_grad():
+                f = model.encode_text(clip.tokenize([t.format(c) for c in CLASSNAMES])).float()
+            total = total + f / f.norm(dim=-1, keepdim=True)
+        return total / total.norm(dim=-1, keepdim=True)
+
+    single = load_class_vectors(world["vectors"], classnames=CLASSNAMES)
+    assert torch.allclose(single.vectors, by_hand(["a photo of a {}."]), atol=1e-5)
+    path = str(tmp_path / "ensemble.safetensors")
+    root = str(world["base"] / "data")
+    export_zeroshot_vectors(root, path, "toy-teacher", "TRAINER.ZSCLIP.TEMPLATES", "ensemble")
+    ensemble = load_class_vectors(path, classnames=CLASSNAMES)
+    expected = by_hand([*IMAGENET_TEMPLATES_SELECT, "a photo of a {}."])
+    assert torch.allclose(ensemble.vectors, expected, atol=1e-5)
+    assert not torch.allclose(ensemble.vectors, single.vectors, atol=1e-3)

@@ -1,18 +1,23 @@
-"""Export PromptKD class vectors from any teacher checkpoint (ours or upstream's released ones).
+"""Export PromptKD class vectors from a run of any registered trainer with a text tower.
 
-The teacher (``MODEL.BACKBONE.NAME`` with the IVLP prompts of ``TRAINER.PROMPTSRC``) is built
-for ALL classes of the dataset, the checkpoint is loaded strictly (only the class-name token
-buffers and upstream's frozen ``ZS_image_encoder`` copy are dropped; a missing prompt or a shape
-mismatch is an error), and the L2-normalised text features are written with their metadata.
-Upstream pickled checkpoints are read with the restricted legacy loader.
+``--trainer NAME`` (default ``PromptKDTeacher``) is built from the config (train.py's flags and
+``KEY VALUE`` opts, so give the same config files as for training), ``--teacher-weights`` (a run
+dir or checkpoint of that trainer; upstream pickled checkpoints are read with the restricted
+legacy loader) is loaded strictly except the class-name buffers, and the file written holds the
+L2-normalised text features of ALL classes of the dataset, the teacher's frozen vision prompts
+and its metadata (:mod:`trainers.class_vectors`). ``PromptKDStudent`` distils from it with
+``TRAINER.PROMPTKD.TEACHER_WEIGHTS <run dir>`` (or ``CLASS_VECTORS <file>``).
 
-Usage (train.py's flags plus two)::
+For a zero-shot CLIP of any size: ``--trainer ZeroshotCLIP --teacher-weights <CLIP name or
+path>`` (template set ``TRAINER.ZSCLIP.TEMPLATES``). ``--output`` defaults to
+``<teacher run dir>/class_vectors.safetensors``.
+
+Usage::
 
     python tools/export_class_vectors.py --root DATA \
         --dataset-config-file configs/datasets/oxford_pets.yaml \
-        --config-file configs/trainers/PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml \
-        --teacher-weights teacher_model/OxfordPets/VLPromptLearner/model-best.pth.tar \
-        --output teacher_model/OxfordPets/class_vectors.safetensors [KEY VALUE ...]
+        --config-file configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml --trainer MaPLe \
+        --teacher-weights output/maple/OxfordPets [--output FILE] [KEY VALUE ...]
 
 For cross-dataset distillation, give the *target* dataset config and the source (ImageNet)
 teacher: the trained prompts are applied to the target's class names.
@@ -29,42 +34,43 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 
-import clip  # noqa: E402
-from dassl.data.datasets import build_dataset  # noqa: E402
-from dassl.engine.precision import Precision, resolve_device  # noqa: E402
+from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
-from trainers.promptkd_teacher import (  # noqa: E402
-    TeacherCLIP,
-    cast_frozen,
-    ivlp_design_details,
-    load_teacher_state_dict,
-    read_teacher_state_dict,
-    store_class_vectors,
-)
-from trainers.results import full_class_info  # noqa: E402
+from trainers.class_vectors import CLASS_VECTORS_FILE, write_teacher_class_vectors  # noqa: E402
 
 logger = get_logger(__name__)
 
-__all__ = ["main", "export_class_vectors"]
+__all__ = ["main", "export_class_vectors", "default_output"]
+
+
+def default_output(teacher_weights: str) -> str:
+    """``<run dir>/class_vectors.safetensors`` for a run dir or ``<run>/<model>/<file>``."""
+    if os.path.isdir(teacher_weights):
+        return os.path.join(teacher_weights, CLASS_VECTORS_FILE)
+    if os.path.isfile(teacher_weights):
+        run = os.path.dirname(os.path.dirname(os.path.abspath(teacher_weights)))
+        return os.path.join(run, CLASS_VECTORS_FILE)
+    raise ValueError(
+        f"--output is required when --teacher-weights ({teacher_weights}) is not a run dir or "
+        "checkpoint file (e.g. a CLIP name)"
+    )
 
 
 def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
-    """Build the teacher from ``cfg``, load ``teacher_weights`` strictly, write ``output``."""
-    node = cfg.TRAINER.PROMPTSRC
-    dataset = build_dataset(cfg)
-    names, _, _, _ = full_class_info(dataset)
-    sd, file, epoch = read_teacher_state_dict(teacher_weights)
-    logger.info(f"Teacher checkpoint: {file} (epoch = {epoch})")
-    clip_model, _ = clip.load(
-        cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(node)
-    )
-    model = TeacherCLIP(clip_model, names, node.N_CTX_TEXT, node.CTX_INIT)
-    model.requires_grad_(False)
-    load_teacher_state_dict(model, sd, file)
-    device = resolve_device(cfg.USE_CUDA)
-    precision = Precision.from_name(node.PREC, device)
-    cast_frozen(model, precision.frozen_dtype).to(device)
-    return store_class_vectors(model, cfg, dataset, output, file, precision.autocast)
+    """Build ``cfg.TRAINER.NAME``, load ``teacher_weights``, write the class vectors."""
+    trainer = build_trainer(cfg)
+    missing = [
+        m
+        for m in ("load_weights", "teacher_class_vectors", "teacher_vision_prompts")
+        if not hasattr(trainer, m)
+    ]
+    if missing:
+        raise TypeError(
+            f"Trainer {cfg.TRAINER.NAME} does not follow the teacher protocol (missing "
+            f"{missing}); subclass trainers.prompt_trainer.PromptTrainer or implement them"
+        )
+    file = trainer.load_weights(teacher_weights)
+    return write_teacher_class_vectors(trainer, output, file or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,17 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     import train
 
     parser = train.build_parser()
-    parser.description = "Export PromptKD class vectors from a teacher checkpoint."
+    parser.description = "Export PromptKD class vectors from a run of any prompt trainer."
     parser.add_argument(
-        "--teacher-weights", required=True, help="teacher run dir or checkpoint file"
+        "--teacher-weights",
+        required=True,
+        help="run dir or checkpoint of --trainer; for ZeroshotCLIP a CLIP name or path",
     )
-    parser.add_argument("--output", required=True, help="output .safetensors file")
+    parser.add_argument("--output", default="", help="output .safetensors file")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not args.trainer:
         args.trainer = "PromptKDTeacher"
+    if args.trainer in ("ZeroshotCLIP", "ZeroshotCLIP2"):
+        args.backbone = args.teacher_weights
+    output = args.output or default_output(args.teacher_weights)
     cfg = train.setup_cfg(args)
     setup_logger(None)
-    export_class_vectors(cfg, args.teacher_weights, args.output)
+    export_class_vectors(cfg, args.teacher_weights, output)
     return 0
 
 

@@ -1,20 +1,25 @@
 """Prompt trainers. Importing this package registers every trainer in TRAINER_REGISTRY.
 
-Each trainer module owns its config keys in an ``add_<trainer>_config(cfg)`` function;
-``extend_cfg`` calls them all so that ``train.py`` never owns method keys. The
-upstream-compatibility keys (``TRAINER.COOP/COCOOP/MAPLE/IVLP/PROMPTSRC/PROMPTKD``,
-``TRAINER.MODAL``) come first so that upstream YAMLs merge unchanged.
+Every module of this package is imported here (so a trainer file dropped into ``trainers/`` is
+registered with no other edit). A trainer registers its class with
+``@TRAINER_REGISTRY.register()`` and declares its config keys on the class
+(``config_defaults``); :func:`extend_cfg` adds the keys of every registered trainer (plus the
+few upstream keys of no single trainer), so upstream YAMLs merge unchanged.
 """
 
-from . import coop, kd_student, promptkd_student, promptkd_teacher, zsclip  # noqa: F401
-from .compat_config import add_compat_config
-from .promptkd_student import add_promptkd_student_config
+import importlib
+import pkgutil
 
-_CONFIG_ADDERS = [add_compat_config, add_promptkd_student_config]
+from dassl.engine.build import add_trainer_configs
+
+from .compat_config import add_compat_config
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
 
 
 def extend_cfg(cfg):
-    """Add every registered trainer's config keys (and upstream-compatibility keys) to ``cfg``."""
-    for add in _CONFIG_ADDERS:
-        add(cfg)
+    """Add every registered trainer's config keys (and the upstream dataset/test keys) to ``cfg``."""
+    add_compat_config(cfg)
+    add_trainer_configs(cfg)
     return cfg

@@ -17,6 +17,13 @@ and dicts are JSON):
 | ``prompt`` | JSON: n_ctx_text, n_ctx_vision, depth_text, depth_vision, ctx_init |
 | ``feature_dim`` | D |
 | ``logit_scale`` | the teacher's ``logit_scale.exp()`` |
+| ``teacher_trainer`` | the trainer the vectors come from (e.g. ``MaPLe``) |
+| ``vision_prompts`` | ``"embedded"`` when the file also holds the teacher's frozen vision prompts |
+
+With ``vision_prompts`` the file carries, besides ``class_vectors``, the teacher's vision
+prompts in IVLP layout (``image_encoder.VPT``, ``image_encoder.transformer.resblocks.N.VPT_shallow``;
+none for a prompt-free tower): base CLIP ``teacher_backbone`` + these prompts is the teacher's
+image tower, whatever method trained it (see :mod:`trainers.prompt_trainer`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = [
+    "CLASS_VECTORS_FILE",
     "FORMAT_VERSION",
     "TENSOR_KEY",
     "ClassVectors",
@@ -42,6 +50,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 TENSOR_KEY = "class_vectors"
+CLASS_VECTORS_FILE = "class_vectors.safetensors"
 
 
 class ClassVectorMismatch(ValueError):
@@ -71,6 +80,8 @@ class ClassVectors:
     prompt: dict = field(default_factory=dict)
     logit_scale: float = 100.0
     path: str = ""
+    teacher_trainer: str = ""
+    vision_prompts: dict | None = None  # image_encoder.* prompt tensors; None = not embedded
 
     @property
     def dim(self) -> int:
@@ -122,6 +133,8 @@ def save_class_vectors(
     teacher_checkpoint_sha256: str = "",
     prompt: dict | None = None,
     logit_scale: float = 100.0,
+    teacher_trainer: str = "",
+    vision_prompts: dict[str, torch.Tensor] | None = None,
 ) -> str:
     """Normalise and write ``vectors`` atomically (tmp file + rename); returns ``path``."""
     from safetensors.torch import save_file
@@ -143,13 +156,21 @@ def save_class_vectors(
         "prompt": json.dumps(prompt or {}, sort_keys=True),
         "feature_dim": str(v.shape[1]),
         "logit_scale": repr(float(logit_scale)),
+        "teacher_trainer": teacher_trainer,
     }
+    tensors = {TENSOR_KEY: v}
+    if vision_prompts is not None:
+        meta["vision_prompts"] = "embedded"
+        for k, t in vision_prompts.items():
+            if not k.startswith("image_encoder."):
+                raise ValueError(f"vision prompt {k!r} must be an image_encoder.* key")
+            tensors[k] = t.detach().float().cpu().contiguous()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".class_vectors-", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
-        save_file({TENSOR_KEY: v}, tmp, metadata=meta)
+        save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -174,6 +195,9 @@ def load_class_vectors(
         if TENSOR_KEY not in f.keys():
             raise ValueError(f"{path} has no tensor {TENSOR_KEY!r}; not a class-vector file")
         vectors = f.get_tensor(TENSOR_KEY).float()
+        prompts = None
+        if meta.get("vision_prompts") == "embedded":
+            prompts = {k: f.get_tensor(k) for k in f.keys() if k.startswith("image_encoder.")}
     version = int(meta.get("format_version", "0"))
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -197,6 +221,8 @@ def load_class_vectors(
         prompt=json.loads(meta.get("prompt", "{}")),
         logit_scale=float(meta.get("logit_scale", "100.0")),
         path=path,
+        teacher_trainer=meta.get("teacher_trainer", ""),
+        vision_prompts=prompts,
     )
     if len(cv.classnames) != cv.num_classes:
         raise ValueError(
@@ -204,3 +230,36 @@ def load_class_vectors(
         )
     cv.validate(classnames, dim)
     return cv
+
+
+def write_teacher_class_vectors(trainer, output: str, checkpoint: str | None) -> str:
+    """Write the class vectors of ALL classes of ``trainer``'s dataset, with its vision prompts.
+
+    ``trainer`` follows the teacher protocol (:mod:`trainers.prompt_trainer`); ``checkpoint``
+    (the weights file it was loaded from) is recorded by its SHA-256. Used by
+    ``PromptKDTeacher`` after training and by ``tools/export_class_vectors.py``.
+    """
+    from dassl.engine.evaluation import full_class_info
+    from dassl.utils.logger import get_logger
+
+    cfg = trainer.cfg
+    names, base, new, _ = full_class_info(trainer.dm.dataset)
+    vectors = trainer.teacher_class_vectors(names)
+    save_class_vectors(
+        output,
+        vectors,
+        names,
+        base_classes=base,
+        new_classes=new,
+        dataset=cfg.DATASET.NAME,
+        teacher_backbone=cfg.MODEL.BACKBONE.NAME,
+        teacher_checkpoint_sha256=sha256_file(checkpoint) if checkpoint else "",
+        prompt=trainer.prompt_settings(),
+        logit_scale=trainer.teacher_logit_scale(),
+        teacher_trainer=cfg.TRAINER.NAME,
+        vision_prompts=trainer.teacher_vision_prompts(),
+    )
+    get_logger(__name__).info(
+        f"Class vectors of {len(names)} classes ({vectors.shape[1]}-d) saved to {output}"
+    )
+    return output

@@ -8,24 +8,18 @@ transfers to new classes in base-to-novel evaluation; a class-specific one (``CS
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import clip
-from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.metrics import compute_accuracy
-from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint
+from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.logger import get_logger
 
 from .prompt_learner import PromptedCLIP, prompt_texts
-from .promptkd_teacher import cast_frozen
-from .results import EvalSubset, SubsetEvaluationMixin
+from .prompt_trainer import PromptTrainer
 
 __all__ = ["CoOpPromptLearner", "CoOp"]
 
@@ -122,81 +116,29 @@ class CoOpPromptLearner(nn.Module):
         return self.build(prefix.to(dev), suffix.to(dev), name_lens), tokenized.to(dev)
 
 
-class CoOpCLIP(PromptedCLIP):
-    """CLIP with CoOp's learnable text context (upstream ``CustomCLIP`` layout)."""
-
-
 @TRAINER_REGISTRY.register()
-class CoOp(SubsetEvaluationMixin, TrainerX):
+class CoOp(PromptTrainer):
     """Context Optimization: cross-entropy on labelled (few-shot) data, prompts only."""
 
-    def get_precision_name(self, cfg: Any) -> str:
-        return cfg.TRAINER.COOP.PREC
+    node_name = "COOP"
 
-    def build_model(self) -> None:
-        cfg = self.cfg
-        node = cfg.TRAINER.COOP
-        logger.info(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu")
-        clip_model.requires_grad_(False)
-        learner = CoOpPromptLearner(
-            self.dm.dataset.classnames,
-            clip_model,
-            node.N_CTX,
-            node.CTX_INIT,
-            node.CSC,
-            node.CLASS_TOKEN_POSITION,
-        )
-        self.model = CoOpCLIP(clip_model, learner)
-        cast_frozen(self.model, self.precision.frozen_dtype).to(self.device)
-        self.optim = build_optimizer([learner.ctx], cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("prompt_learner", learner, self.optim, self.sched)
-        self.model_ddp = self.wrap_ddp(self.model)
-
-    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
-        images, labels = batch["img"].to(self.device), batch["label"].to(self.device)
-        with self.precision.autocast():
-            logits = self.model_ddp(images).float()
-        loss = F.cross_entropy(logits, labels)
-        self.model_backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}
-
-    def model_inference(self, images: torch.Tensor) -> torch.Tensor:
-        with self.precision.autocast():
-            return self.model(images).float()
-
-    def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
-        with torch.no_grad(), self.precision.autocast():
-            text = self.model.text_features(subset.classnames)
-
-        def classify(images: torch.Tensor) -> torch.Tensor:
-            with self.precision.autocast():
-                return self.model.logits(images, text).float()
-
-        return classify
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        if not directory:
-            logger.info("Note that load_model() is skipped as no pretrained model is given")
-            return
-        name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        path = os.path.join(directory, "prompt_learner", name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f'Model not found at "{path}" (check --model-dir and --load-epoch)'
-            )
-        ckpt = load_checkpoint(path, legacy="auto")
-        sd = {
-            k: v for k, v in ckpt["state_dict"].items() if k not in ("token_prefix", "token_suffix")
+    config_defaults = {
+        "TRAINER.COOP": {
+            "N_CTX": 16,
+            "CSC": False,
+            "CTX_INIT": "",
+            "PREC": "fp16",
+            "CLASS_TOKEN_POSITION": "end",
         }
-        logger.info(
-            f'Loading weights to prompt_learner from "{path}" (epoch = {ckpt.get("epoch")})'
+    }
+
+    def build_prompted_model(self, classnames: Sequence[str]) -> PromptedCLIP:
+        node = self.cfg.TRAINER.COOP
+        clip_model = self.load_clip()
+        learner = CoOpPromptLearner(
+            classnames, clip_model, node.N_CTX, node.CTX_INIT, node.CSC, node.CLASS_TOKEN_POSITION
         )
-        missing, unexpected = self.model.prompt_learner.load_state_dict(sd, strict=False)
-        missing = [k for k in missing if k not in ("token_prefix", "token_suffix")]
-        if missing or unexpected:
-            raise RuntimeError(f"{path}: missing keys {missing}, unexpected keys {unexpected}")
-        self.results_epoch = ckpt.get("epoch")
+        return PromptedCLIP(clip_model, learner)
+
+    def registered_module(self) -> nn.Module:
+        return self.model.prompt_learner  # upstream saves the prompt learner only

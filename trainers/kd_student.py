@@ -179,7 +179,6 @@ class KDStudent(PromptKDStudent):
         self.optim = build_optimizer(self.model, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
-        self.model_ddp = self.wrap_ddp(self.model)
         self.vectors = self.class_vectors.vectors.to(self.device)
         self.kd_loss = KDLoss(kd.TEMPERATURE, kd.KD_NORM)
         self.distiller = None

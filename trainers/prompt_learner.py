@@ -25,17 +25,25 @@ import torch.nn.functional as F
 from torch import nn
 
 import clip
+from clip.model import CLIP
+from dassl.engine.trainer import CLASSNAME_BUFFERS
 from dassl.utils.logger import get_logger
 
-__all__ = ["TextEncoder", "VLPromptLearner", "prompt_texts", "fixed_buffer_keys"]
+__all__ = [
+    "TextEncoder",
+    "VLPromptLearner",
+    "FixedPromptLearner",
+    "PromptedCLIP",
+    "prompt_texts",
+    "fixed_buffer_keys",
+]
 
 logger = get_logger(__name__)
 
 
 def fixed_buffer_keys(prefix: str = "prompt_learner.") -> tuple[str, ...]:
     """Class-name-dependent buffers that are never loaded from a checkpoint (upstream names)."""
-    names = ("token_prefix", "token_suffix", "token_prefix2", "token_suffix2")
-    return tuple(prefix + n for n in names)
+    return tuple(prefix + n for n in CLASSNAME_BUFFERS)
 
 
 def prompt_texts(prefix_text: str, classnames: Sequence[str]) -> list[str]:
@@ -53,14 +61,23 @@ class TextEncoder(nn.Module):
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
 
-    def forward(self, prompts: torch.Tensor, tokenized_prompts: torch.Tensor) -> torch.Tensor:
-        """Unnormalised features at the EOT token of ``prompts`` ``[N, L, D]``."""
-        dtype = self.text_projection.dtype
-        x = prompts.to(dtype) + self.positional_embedding.to(dtype)
-        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # NLD -> LND -> NLD
-        x = self.ln_final(x)
-        eot = tokenized_prompts.argmax(dim=-1)
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_projection.dtype
+
+    def forward(
+        self,
+        prompts: torch.Tensor,
+        tokenized_prompts: torch.Tensor,
+        deep_prompts: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Unnormalised features at the EOT token of ``prompts`` ``[N, L, D]``.
+
+        The text path is CLIP's own (``CLIP.encode_text_embeddings``) run on these modules.
+        """
+        return CLIP.encode_text_embeddings(
+            self, prompts.to(self.dtype), tokenized_prompts, deep_prompts
+        )
 
 
 class VLPromptLearner(nn.Module):
@@ -132,6 +149,27 @@ class VLPromptLearner(nn.Module):
         return prompts, tokenized.to(device)
 
 
+class FixedPromptLearner(nn.Module):
+    """Hand-written prompts ``"<prefix> <class name>."`` (no learnable text context; VPT)."""
+
+    def __init__(self, classnames: Sequence[str], clip_model: nn.Module, prefix: str):
+        super().__init__()
+        self._token_embedding = [clip_model.token_embedding]
+        self.prompt_prefix = prefix.replace("_", " ")
+        prompts, tokenized = self.prompts_for(classnames)
+        self.register_buffer("embedded_prompts", prompts, persistent=False)
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+
+    @torch.no_grad()
+    def prompts_for(self, classnames: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self._token_embedding[0].weight
+        tokenized = clip.tokenize(prompt_texts(self.prompt_prefix, classnames)).to(weight.device)
+        return F.embedding(tokenized, weight), tokenized
+
+    def forward(self) -> torch.Tensor:
+        return self.embedded_prompts
+
+
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     x = x.float()
     return x / x.norm(dim=-1, keepdim=True)
@@ -171,3 +209,8 @@ class PromptedCLIP(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of ``images`` over the built classes."""
         return self.logits(images, self.text_features())
+
+    def classifier(self, classnames: Sequence[str]):
+        """``images -> logits`` over ``classnames`` (text features computed once)."""
+        text = self.text_features(classnames)
+        return lambda images: self.logits(images, text)

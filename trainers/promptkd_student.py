@@ -30,7 +30,6 @@ cache).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,29 +37,27 @@ import torch
 from torch import nn
 
 import clip
-from clip.model import build_visual
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.evaluation import EvalSubset, full_class_info
+from dassl.engine.precision import cast_frozen
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.logger import get_logger
 
-from .class_vectors import ClassVectors, load_class_vectors
-from .compat_config import add_defaults
+from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
 from .image_source import read_image_folder
 from .projector import PROJECTOR_TYPES, build_projector
-from .promptkd_teacher import (
-    CLASS_VECTORS_FILE,
-    MODEL_NAME,
-    cast_frozen,
-    ivlp_design_details,
+from .prompt_trainer import ivlp_design_details
+from .teacher_io import (
+    build_teacher_visual,
+    clip_state_dict,
+    is_clip_reference,
     read_teacher_state_dict,
-    resolve_teacher_checkpoint,
+    teacher_vision_design,
 )
-from .results import EvalSubset, SubsetEvaluationMixin, full_class_info
 
 __all__ = [
-    "add_promptkd_student_config",
     "StudentCLIP",
     "PromptKDStudent",
     "PromptKD",
@@ -71,31 +68,7 @@ __all__ = [
 logger = get_logger(__name__)
 
 MODALS = ("base2novel", "cross")
-
-
-def add_promptkd_student_config(cfg: Any) -> Any:
-    """Our keys under ``TRAINER.PROMPTKD`` (upstream ones are in :mod:`trainers.compat_config`).
-
-    - ``TEACHER_WEIGHTS``: teacher run dir (``<dir>/VLPromptLearner/...``) or checkpoint file.
-    - ``CLASS_VECTORS``: ``.safetensors`` file; "" = ``<teacher run dir>/class_vectors.safetensors``.
-    - ``KD_NORM``: ``official`` (sum / (B*C), upstream parity) or ``batchmean`` (= official * C).
-    - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
-    - ``TRAIN_SOURCE``: a folder of images to distil on instead of the dataset's train split
-      (e.g. a synthesized data-free set, :func:`trainers.image_source.read_image_folder`);
-      "" = the dataset's unlabelled train images. Evaluation stays on ``DATASET.NAME``.
-    """
-    add_defaults(
-        cfg.TRAINER,
-        "PROMPTKD",
-        {
-            "TEACHER_WEIGHTS": "",
-            "CLASS_VECTORS": "",
-            "KD_NORM": "official",
-            "PROJECTOR": "mlp",
-            "TRAIN_SOURCE": "",
-        },
-    )
-    return cfg
+MODEL_NAME = "VLPromptLearner"
 
 
 class StudentCLIP(nn.Module):
@@ -116,89 +89,41 @@ class StudentCLIP(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
 
-def build_teacher_visual(
-    state_dict: dict[str, torch.Tensor],
-    design_details: dict[str, Any],
-    source: str,
-    base_clip: str | None = None,
-) -> nn.Module:
-    """The teacher's image tower from its checkpoint's ``image_encoder.*`` keys, strictly.
-
-    Every parameter of the tower (prompts included) must be in the checkpoint; when the
-    checkpoint holds prompts only, the frozen weights come from ``base_clip`` (a CLIP name or
-    path). The text tower is never built.
-    """
-    prefix = "image_encoder."
-    visual_sd = {
-        "visual." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
-    }
-    if not visual_sd:
-        raise RuntimeError(f"Teacher checkpoint {source} has no image_encoder.* keys")
-    if "visual.conv1.weight" not in visual_sd:
-        if not base_clip:
-            raise RuntimeError(
-                f"Teacher checkpoint {source} holds only prompt weights; set "
-                "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
-            )
-        from clip.clip import _MODELS, _download, read_state_dict
-
-        path = _download(_MODELS[base_clip]) if base_clip in _MODELS else base_clip
-        base_sd, _ = read_state_dict(path)
-        merged = {k: v for k, v in base_sd.items() if k.startswith("visual.")}
-        merged.update(visual_sd)
-        visual_sd = merged
-    try:
-        visual = build_visual(visual_sd, design_details)
-    except ValueError as err:
-        raise RuntimeError(
-            f"Teacher checkpoint {source} does not fit the teacher prompt settings "
-            f"{design_details}: {err}"
-        ) from err
-    missing = [k for k in visual.state_dict() if "visual." + k not in visual_sd]
-    if missing:
-        raise RuntimeError(
-            f"Teacher checkpoint {source} lacks image-encoder keys {missing} required by the "
-            f"teacher prompt settings {design_details}; a missing prompt would silently stay random"
-        )
-    return visual
-
-
-_VISION_PROMPT_KEY = re.compile(r"image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow")
-
-
-def teacher_vision_design(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
-    """IVLP vision-prompt settings of a teacher, read off its checkpoint's keys.
-
-    ``image_encoder.VPT`` gives the context length, the ``VPT_shallow`` layers 1..d-1 the depth.
-    The student thus needs no copy of the teacher's prompt config (upstream hard-codes depth 9,
-    defect 7); gaps in the layers or differing shapes are errors, never silently random prompts.
-    """
-    design = {"trainer": "IVLP", "language_depth": 0, "language_ctx": 0}
-    vpt = state_dict.get("image_encoder.VPT")
-    if vpt is None:
-        return {**design, "vision_depth": 0, "vision_ctx": 0}
-    layers = sorted(
-        int(m.group(1)) for k in state_dict if (m := _VISION_PROMPT_KEY.fullmatch(k)) is not None
-    )
-    depth = 1 + len(layers)
-    if layers != list(range(1, depth)):
-        raise RuntimeError(
-            f"Teacher checkpoint {source}: deep vision prompts exist for layers {layers}, which "
-            f"are not the contiguous layers 1..{depth - 1} an IVLP teacher has"
-        )
-    for n in layers:
-        shape = tuple(state_dict[f"image_encoder.transformer.resblocks.{n}.VPT_shallow"].shape)
-        if shape != tuple(vpt.shape):
-            raise RuntimeError(
-                f"Teacher checkpoint {source}: layer-{n} vision prompts have shape {shape}, "
-                f"image_encoder.VPT has {tuple(vpt.shape)}"
-            )
-    return {**design, "vision_depth": depth, "vision_ctx": int(vpt.shape[0])}
-
-
 @TRAINER_REGISTRY.register()
-class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
-    """PromptKD student: VPT image tower + projector distilled from pre-stored class vectors."""
+class PromptKDStudent(TrainerX):
+    """PromptKD student: VPT image tower + projector distilled from pre-stored class vectors.
+
+    ``TRAINER.PROMPTKD`` keys beyond upstream's:
+    - ``TEACHER_WEIGHTS``: the teacher: a run dir or checkpoint of any prompt trainer (class
+      vectors exported into it), or a CLIP name/path (its image tower, prompt-free).
+    - ``CLASS_VECTORS``: ``.safetensors`` file; "" = ``<teacher run dir>/class_vectors.safetensors``.
+    - ``KD_NORM``: ``official`` (sum / (B*C), upstream parity) or ``batchmean`` (= official * C).
+    - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
+    """
+
+    config_defaults = {
+        "TRAINER.MODAL": "base2novel",  # base2novel or cross
+        "TRAINER.PROMPTKD": {
+            "N_CTX_VISION": 4,
+            "N_CTX_TEXT": 4,
+            "CTX_INIT": "a photo of a",
+            "PREC": "fp16",
+            "PROMPT_DEPTH_VISION": 9,
+            "PROMPT_DEPTH_TEXT": 9,
+            "PROJECT_LAYER": 2,
+            "CE_WEIGHT": 0.0,
+            "KD_WEIGHT": 1.0,
+            "TEMPERATURE": 1.0,
+            "TEACHER_NAME": "ViT-L/14",  # upstream default "ViT/L-14" is a typo
+            "TEACHER_WEIGHTS": "",
+            "CLASS_VECTORS": "",
+            "KD_NORM": "official",
+            "PROJECTOR": "mlp",
+            # a folder of images to distil on instead of the dataset's train split (e.g. a
+            # synthesized data-free set, trainers.image_source); "" = the dataset's train images
+            "TRAIN_SOURCE": "",
+        },
+    }
 
     def check_cfg(self, cfg: Any) -> None:
         kd = cfg.TRAINER.PROMPTKD
@@ -229,7 +154,8 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         return cfg.TRAINER.PROMPTKD.PREC
 
     def eval_protocol(self) -> str:
-        return "base_new" if self.cfg.TRAINER.MODAL == "base2novel" else "all"
+        """base2novel: base/new classes; cross: per target domain (DG datasets) or all classes."""
+        return "base_new" if self.cfg.TRAINER.MODAL == "base2novel" else super().eval_protocol()
 
     # ------------------------------------------------------------------ data
     def train_data_source(self) -> list:
@@ -269,6 +195,12 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         if kd.CLASS_VECTORS:
             return kd.CLASS_VECTORS
         weights = kd.TEACHER_WEIGHTS
+        if is_clip_reference(weights):
+            raise ValueError(
+                f"TRAINER.PROMPTKD.TEACHER_WEIGHTS {weights!r} is a CLIP: set "
+                "TRAINER.PROMPTKD.CLASS_VECTORS to its exported class vectors (tools/"
+                "export_class_vectors.py --trainer ZeroshotCLIP --teacher-weights ...)"
+            )
         run_dir = (
             weights
             if os.path.isdir(weights)
@@ -320,21 +252,39 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         self.optim = build_optimizer(params, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(MODEL_NAME, self.model, self.optim, self.sched)
-        self.model_ddp = self.wrap_ddp(self.model)
         self.vectors = self.class_vectors.vectors.to(self.device)
         self.kd_loss = KDLoss(kd.TEMPERATURE, kd.KD_NORM)
         self.distiller: Distiller | None = None  # built in before_train: never at eval-only
 
-    def build_distiller(self) -> Distiller:
-        """Frozen teacher image tower (from TEACHER_WEIGHTS) + the class vectors."""
-        cfg = self.cfg
-        kd = cfg.TRAINER.PROMPTKD
+    def teacher_image_tower(self) -> tuple[nn.Module, float]:
+        """The frozen teacher image tower and its logit scale (see :mod:`trainers.teacher_io`)."""
+        kd = self.cfg.TRAINER.PROMPTKD
+        cv = self.class_vectors
+        if is_clip_reference(kd.TEACHER_WEIGHTS):
+            logger.info(f"Loading teacher image encoder: CLIP {kd.TEACHER_WEIGHTS} (no prompts)")
+            sd = clip_state_dict(kd.TEACHER_WEIGHTS)
+            visual = build_teacher_visual(
+                {"image_encoder." + k[7:]: v for k, v in sd.items() if k.startswith("visual.")},
+                teacher_vision_design({}, kd.TEACHER_WEIGHTS),
+                kd.TEACHER_WEIGHTS,
+            )
+            return visual, float(sd["logit_scale"].float().exp())
+        if cv.vision_prompts is not None:
+            base = cv.teacher_backbone
+            if not is_clip_reference(base):
+                base = kd.TEACHER_NAME
+            logger.info(
+                f"Loading teacher image encoder ({base}) with the {len(cv.vision_prompts)} vision "
+                f"prompts of {cv.path} (teacher {cv.teacher_trainer or 'unknown'})"
+            )
+            design = teacher_vision_design(cv.vision_prompts, cv.path)
+            visual = build_teacher_visual(cv.vision_prompts, design, cv.path, base)
+            return visual, cv.logit_scale
         if not kd.TEACHER_WEIGHTS:
             raise ValueError(
                 "Training needs TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run dir or checkpoint)"
             )
-        path = resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS)
-        sd, file, _ = read_teacher_state_dict(path)
+        sd, file, _ = read_teacher_state_dict(kd.TEACHER_WEIGHTS, (MODEL_NAME,))
         logger.info(f"Loading teacher image encoder ({kd.TEACHER_NAME}) from {file}")
         design = teacher_vision_design(sd, file)
         logger.info(
@@ -342,10 +292,14 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
             f"{design['vision_ctx']} tokens"
         )
         visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
-        self.class_vectors.validate(dim=visual.output_dim)
         if "logit_scale" not in sd:
             raise RuntimeError(f"Teacher checkpoint {file} has no logit_scale")
-        scale = float(sd["logit_scale"].float().exp())
+        return visual, float(sd["logit_scale"].float().exp())
+
+    def build_distiller(self) -> Distiller:
+        """Frozen teacher image tower + the class vectors."""
+        visual, scale = self.teacher_image_tower()
+        self.class_vectors.validate(dim=visual.output_dim)
         visual.to(self.precision.frozen_dtype)
         distiller = Distiller(visual, self.class_vectors.vectors, scale, self.kd_loss)
         return distiller.to(self.device)
@@ -379,8 +333,6 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
         loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
         self.model_backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
         return {"loss": loss.item()}
 
     def selects_best_val(self) -> bool:
@@ -398,11 +350,6 @@ class PromptKDStudent(SubsetEvaluationMixin, TrainerX):
     def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
         vectors = self.class_vectors.subset(subset.class_range).to(self.device)
         return lambda images: self.student_logits(images, vectors)
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        super().load_model(directory, epoch)
-        if directory:
-            self.results_epoch = epoch
 
 
 @TRAINER_REGISTRY.register()

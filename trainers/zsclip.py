@@ -1,4 +1,11 @@
-"""Zero-shot CLIP baseline (CoOp's ``ZeroshotCLIP``): one hand-written template per dataset."""
+"""Zero-shot CLIP baselines (CoOp's ``ZeroshotCLIP`` / ``ZeroshotCLIP2``), also a PromptKD teacher.
+
+Class embeddings come from :func:`trainers.zero_shot.build_zero_shot_classifier` with the
+template set ``TRAINER.ZSCLIP.TEMPLATES`` (``single``: the dataset's CoOp template; ``ensemble``:
+ZeroshotCLIP2's; ``imagenet``: the 60 ImageNet templates). As a teacher (``tools/
+export_class_vectors.py --trainer ZeroshotCLIP --teacher-weights <CLIP name or path>``) it
+exports those embeddings of all classes, and its image tower is the plain CLIP's.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +16,31 @@ import torch
 
 import clip
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.evaluation import EvalSubset
 from dassl.utils.logger import get_logger
 
-from .imagenet_templates import IMAGENET_TEMPLATES_SELECT
-from .results import EvalSubset, SubsetEvaluationMixin
+from .zero_shot import CUSTOM_TEMPLATES, build_zero_shot_classifier, template_for, templates_for
 
 __all__ = ["CUSTOM_TEMPLATES", "ZeroshotCLIP", "ZeroshotCLIP2", "template_for"]
 
 logger = get_logger(__name__)
 
-# CoOp's per-dataset templates (data), plus the embedded toy dataset.
-CUSTOM_TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
-    "DescribableTextures": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-    "ToyShapes": "a photo of a {}.",
-    "ToyShapesDG": "a photo of a {}.",
-    "PACS": "a photo of a {}.",
-    "VLCS": "a photo of a {}.",
-    "ImageCLEFDA": "a photo of a {}.",
-    "VisDA17": "a photo of a {}.",
-}
-
-
-def template_for(dataset_name: str) -> str:
-    """The dataset's template; unknown datasets fail with the list of known ones."""
-    try:
-        return CUSTOM_TEMPLATES[dataset_name]
-    except KeyError:
-        raise KeyError(
-            f"ZeroshotCLIP has no prompt template for dataset {dataset_name!r}; known: "
-            f"{sorted(CUSTOM_TEMPLATES)} (add one to trainers.zsclip.CUSTOM_TEMPLATES)"
-        ) from None
-
 
 @TRAINER_REGISTRY.register()
-class ZeroshotCLIP(SubsetEvaluationMixin, TrainerX):
-    """Frozen CLIP scored against ``template.format(class name)`` text features."""
+class ZeroshotCLIP(TrainerX):
+    """Frozen CLIP scored against template-ensemble text features of the class names."""
+
+    config_defaults = {"TRAINER.ZSCLIP": {"TEMPLATES": "single", "PREC": "fp32"}}
+    default_templates = "single"
+
+    def get_precision_name(self, cfg: Any) -> str:
+        return cfg.TRAINER.ZSCLIP.PREC
 
     def templates(self) -> list[str]:
-        return [template_for(self.cfg.DATASET.NAME)]
+        name = self.cfg.TRAINER.ZSCLIP.TEMPLATES
+        if type(self) is not ZeroshotCLIP and name == "single":
+            name = self.default_templates
+        return templates_for(name, self.cfg.DATASET.NAME)
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -68,22 +48,29 @@ class ZeroshotCLIP(SubsetEvaluationMixin, TrainerX):
         model, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu")
         model.requires_grad_(False)
         self.clip_model = model.to(self.precision.frozen_dtype).to(self.device).eval()
-        self.text_features = self.encode_classnames(self.dm.dataset.classnames)
+        self.text_features = self.teacher_class_vectors(self.dm.dataset.classnames).to(self.device)
         self.results_epoch = 0  # nothing is trained
 
     @torch.no_grad()
-    def encode_classnames(self, classnames: Sequence[str]) -> torch.Tensor:
-        """Normalised text features, averaged over the templates (one template: plain CoOp)."""
-        templates = self.templates()
-        total = 0
-        for template in templates:
-            prompts = [template.format(c.replace("_", " ")) for c in classnames]
-            tokens = clip.tokenize(prompts).to(self.device)
+    def teacher_class_vectors(self, classnames: Sequence[str]) -> torch.Tensor:
+        def encode(texts: list[str]) -> torch.Tensor:
             with self.precision.autocast():
-                feats = self.clip_model.encode_text(tokens).float()
-            total = total + feats / feats.norm(dim=-1, keepdim=True)
-        mean = total / len(templates)
-        return mean / mean.norm(dim=-1, keepdim=True)
+                return self.clip_model.encode_text(clip.tokenize(texts).to(self.device))
+
+        return build_zero_shot_classifier(encode, classnames, self.templates()).cpu()
+
+    def teacher_vision_prompts(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def teacher_logit_scale(self) -> float:
+        return float(self.clip_model.logit_scale.detach().float().exp())
+
+    def prompt_settings(self) -> dict[str, Any]:
+        return {"templates": self.templates()}
+
+    def load_weights(self, path: str) -> str:
+        """Nothing to load: the teacher is ``MODEL.BACKBONE.NAME`` itself."""
+        return ""
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -96,7 +83,7 @@ class ZeroshotCLIP(SubsetEvaluationMixin, TrainerX):
         return self.logits(images, self.text_features)
 
     def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
-        text = self.encode_classnames(subset.classnames)
+        text = self.teacher_class_vectors(subset.classnames).to(self.device)
         return lambda images: self.logits(images, text)
 
     def forward_backward(self, batch: Any) -> Any:
@@ -107,8 +94,4 @@ class ZeroshotCLIP(SubsetEvaluationMixin, TrainerX):
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling: CoOp's 7 selected ImageNet templates (+ the dataset's own)."""
 
-    def templates(self) -> list[str]:
-        templates = list(IMAGENET_TEMPLATES_SELECT)
-        if self.cfg.DATASET.NAME != "ImageNet":
-            templates.append(template_for(self.cfg.DATASET.NAME))
-        return templates
+    default_templates = "ensemble"

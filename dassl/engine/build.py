@@ -1,18 +1,61 @@
-"""The trainer registry: trainer files register with ``@TRAINER_REGISTRY.register()``."""
+"""The trainer registry: trainer files register with ``@TRAINER_REGISTRY.register()``.
+
+A registered trainer brings its config keys with it (``config_defaults`` / ``add_config`` on
+the class): :func:`add_trainer_configs` adds those of every registered trainer, so importing a
+trainer module is the only step needed to use it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from yacs.config import CfgNode as CN
+
 from dassl.utils.logger import get_logger
 from dassl.utils.registry import Registry
 from dassl.utils.tools import check_availability
 
-__all__ = ["TRAINER_REGISTRY", "build_trainer"]
+__all__ = ["TRAINER_REGISTRY", "build_trainer", "add_config_defaults", "add_trainer_configs"]
 
 logger = get_logger(__name__)
 
 TRAINER_REGISTRY = Registry("TRAINER")
+
+
+def _node(parent: Any, name: str) -> Any:
+    if name not in parent:
+        parent[name] = CN()
+    return parent[name]
+
+
+def add_config_defaults(cfg: Any, defaults: dict[str, Any]) -> Any:
+    """Add ``{"A.B": {"KEY": value}}`` (node keys) or ``{"A.KEY": value}`` entries to ``cfg``.
+
+    Existing keys are never overwritten, so trainers sharing a node (e.g. ``TRAINER.PROMPTSRC``
+    read by PromptSRC and PromptKDTeacher) may each declare it.
+    """
+    for dotted, value in defaults.items():
+        *parents, leaf = dotted.split(".")
+        node = cfg
+        for name in parents:
+            node = _node(node, name)
+        if isinstance(value, dict):
+            sub = _node(node, leaf)
+            for key, v in value.items():
+                if key not in sub:
+                    sub[key] = v
+        elif leaf not in node:
+            node[leaf] = value
+    return cfg
+
+
+def add_trainer_configs(cfg: Any) -> Any:
+    """Add the config keys of every registered trainer (``cls.add_config(cfg)``)."""
+    for _, cls in TRAINER_REGISTRY:
+        add = getattr(cls, "add_config", None)
+        if add is not None:
+            add(cfg)
+    return cfg
 
 
 def build_trainer(cfg: Any) -> Any:

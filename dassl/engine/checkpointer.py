@@ -209,8 +209,18 @@ def resume_models(
     return start_epoch, extra
 
 
-def load_models(directory: str, models: Mapping[str, nn.Module], epoch: int | None = None) -> None:
-    """Strictly load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model."""
+def load_models(
+    directory: str,
+    models: Mapping[str, nn.Module],
+    epoch: int | None = None,
+    keep_own: tuple[str, ...] = (),
+) -> int | None:
+    """Strictly load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model.
+
+    Entries whose last name is in ``keep_own`` (class-name buffers) keep the model's values.
+    Returns the epoch stored in the (last) checkpoint.
+    """
+    ckpt_epoch = None
     model_file = BEST_NAME if epoch is None else f"model.pth.tar-{epoch}"
     for name, model in models.items():
         model_path = os.path.join(directory, name, model_file)
@@ -225,4 +235,13 @@ def load_models(directory: str, models: Mapping[str, nn.Module], epoch: int | No
         val_result = checkpoint.get("val_result", checkpoint.get("result"))
         val_str = "None" if val_result is None else f"{val_result:.1f}"
         logger.info(f"Load {model_path} to {name} (epoch={ckpt_epoch}, val_result={val_str})")
-        unwrap(model).load_state_dict(state_dict)
+        target = unwrap(model)
+        if keep_own:
+
+            def kept(key: str) -> bool:
+                return key.rsplit(".", 1)[-1] in keep_own
+
+            state_dict = {k: v for k, v in state_dict.items() if not kept(k)}
+            state_dict.update({k: v for k, v in target.state_dict().items() if kept(k)})
+        target.load_state_dict(state_dict)
+    return ckpt_epoch

@@ -24,7 +24,7 @@ import torch
 
 from dassl.utils.logger import get_logger
 
-__all__ = ["PRECISIONS", "Precision", "resolve_device"]
+__all__ = ["PRECISIONS", "Precision", "cast_frozen", "resolve_device"]
 
 logger = get_logger(__name__)
 
@@ -43,6 +43,16 @@ def resolve_device(use_cuda: bool = True) -> torch.device:
     if dist_utils.get_world_size() > 1:
         return torch.device("cuda", dist_utils.get_local_rank())
     return torch.device("cuda")
+
+
+def cast_frozen(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast ``module`` to ``dtype`` (``Precision.frozen_dtype``) but keep trainable parameters
+    in float32: they are the master weights the optimizer steps."""
+    module.to(dtype)
+    for p in module.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return module
 
 
 class Precision:

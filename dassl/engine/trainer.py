@@ -2,37 +2,69 @@
 
 ``TrainerBase`` keeps the model registry and the train loop; the details live in small helpers:
 :mod:`.precision` (fp32/fp16/amp/bf16 backward and step), :mod:`.checkpointer` (save, resume
-with RNG state, load), :mod:`.metric_writer` (TensorBoard + metrics.jsonl) and
+with RNG state, load), :mod:`.evaluation` (the one evaluation loop and its subsets),
+:mod:`.results` (results.json), :mod:`.metric_writer` (TensorBoard + metrics.jsonl) and
 :mod:`.distributed` (ranks, gathering). Upstream trainer files (CoOp style) subclass
 ``TrainerX`` unchanged.
+
+What a trainer writes (see docs/EXTENDING.md): ``config_defaults`` (its config keys),
+``build_model`` (register the trainable modules), ``forward_backward`` (one step, returning
+named losses) and, to be evaluated on classes other than those it was built for,
+``classifier_for(subset)`` (a function images -> logits over ``subset.classnames``). The engine
+steps the LR schedulers (once per epoch, or per iteration when a scheduler has
+``interval = "iter"``), wraps ``self.model`` in DDP on first use of ``self.model_ddp``, runs
+validation and the final base/new, per-domain or all-class evaluation, and writes results.json.
 """
 
 from __future__ import annotations
 
 import datetime
-import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
 from dassl.data import DataManager
+from dassl.data.data_manager import build_data_loader
 from dassl.evaluation import build_evaluator
 from dassl.utils import AverageMeter, MetricMeter, mkdir_if_missing, tolist_if_not
 from dassl.utils.logger import get_logger
 
 from . import checkpointer
 from . import distributed as dist_utils
+from .build import add_config_defaults
+from .evaluation import EvalSubset, eval_subsets, run_evaluation
 from .metric_writer import MetricWriter
 from .precision import Precision, resolve_device
+from .results import harmonic_mean, write_results
 
-__all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
+__all__ = [
+    "CLASSNAME_BUFFERS",
+    "SimpleNet",
+    "TrainerBase",
+    "SimpleTrainer",
+    "TrainerX",
+    "TrainerXU",
+    "scheduler_interval",
+]
 
 logger = get_logger(__name__)
+
+# Buffers that embed the class names a prompt learner was built for (upstream names). Loading a
+# checkpoint keeps the model's own: evaluating on other classes (new ones) rebuilds them.
+CLASSNAME_BUFFERS = ("token_prefix", "token_suffix", "token_prefix2", "token_suffix2")
+
+
+def scheduler_interval(sched: Any) -> str:
+    """``"iter"`` when a scheduler declares per-iteration stepping, else ``"epoch"``."""
+    interval = getattr(sched, "interval", "epoch")
+    if interval not in ("epoch", "iter"):
+        raise ValueError(f'scheduler.interval must be "epoch" or "iter", got {interval!r}')
+    return interval
 
 
 class SimpleNet(nn.Module):
@@ -75,12 +107,23 @@ class SimpleNet(nn.Module):
 class TrainerBase:
     """Model registry, optimisation helpers and the epoch loop shared by all trainers."""
 
+    #: Config keys this trainer reads, with defaults: ``{"TRAINER.MINE": {"N_CTX": 4}}`` (a
+    #: node and its keys) or ``{"TRAINER.MODAL": "base2novel"}`` (one key). Added to the config
+    #: by ``add_config`` for every registered trainer before any YAML is merged.
+    config_defaults: dict[str, Any] = {}
+
+    @classmethod
+    def add_config(cls, cfg: Any) -> Any:
+        """Add this trainer's keys (``config_defaults``); never overwrites an existing key."""
+        return add_config_defaults(cfg, cls.config_defaults)
+
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
         self._optims: OrderedDict[str, Any] = OrderedDict()
         self._scheds: OrderedDict[str, Any] = OrderedDict()
         self._writer: MetricWriter | None = None
         self._ddp_param_ids: set[int] = set()
+        self._lr_stepped: set[str] = set()
         self.precision = Precision.from_name("fp32", "cpu")
         self.best_result = -float("inf")
 
@@ -129,6 +172,22 @@ class TrainerBase:
         wrapped = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         self._ddp_param_ids.update(id(p) for p in module.parameters())
         return wrapped
+
+    @property
+    def model_ddp(self) -> nn.Module:
+        """``self.model`` for training forwards: DDP-wrapped (once, on first use) when distributed.
+
+        Forward through it in ``forward_backward``; registered modules used another way get
+        their gradients averaged by :meth:`sync_gradients` instead.
+        """
+        wrapped = self.__dict__.get("_model_ddp")
+        if wrapped is None:
+            wrapped = self.__dict__["_model_ddp"] = self.wrap_ddp(self.model)
+        return wrapped
+
+    @model_ddp.setter
+    def model_ddp(self, module: nn.Module) -> None:
+        self.__dict__["_model_ddp"] = module
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -184,7 +243,9 @@ class TrainerBase:
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
-        checkpointer.load_models(directory, self._models, epoch)
+        self.results_epoch = checkpointer.load_models(
+            directory, self._models, epoch, keep_own=CLASSNAME_BUFFERS
+        )
 
     # ---------------------------------------------------------------- modes and optimisation
 
@@ -199,10 +260,24 @@ class TrainerBase:
                 raise KeyError(f'Unknown mode "{mode}"; use "train", "test" or "eval"')
 
     def update_lr(self, names: str | list[str] | None = None) -> None:
-        """Step every registered scheduler once (trainers call it once per epoch)."""
+        """Step the registered schedulers now.
+
+        The engine steps them itself (:meth:`step_schedulers`); upstream trainer files call this
+        at their last batch, and a scheduler stepped so is not stepped again that epoch.
+        """
         for name in self.get_model_names(names):
             if self._scheds[name] is not None:
                 self._scheds[name].step()
+                self._lr_stepped.add(name)
+
+    def step_schedulers(self, interval: str) -> None:
+        """Engine: step the schedulers of ``interval`` ("iter" after each batch, "epoch" at its end)."""
+        for name, sched in self._scheds.items():
+            if sched is None or scheduler_interval(sched) != interval:
+                continue
+            if interval == "epoch" and name in self._lr_stepped:
+                continue
+            sched.step()
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
@@ -340,6 +415,7 @@ class SimpleTrainer(TrainerBase):
         self.output_dir = cfg.OUTPUT_DIR
 
         self.cfg = cfg
+        self.results_epoch: int | None = None  # epoch of the loaded weights (results.json)
         self.precision = Precision.from_name(self.get_precision_name(cfg), self.device)
         self.build_data_loader()
         self.build_model()
@@ -446,48 +522,116 @@ class SimpleTrainer(TrainerBase):
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
 
-    @torch.no_grad()
-    def test(self, split: str | None = None) -> Any:
-        """Evaluate on ``split`` ("val" or "test"); returns the first metric (accuracy)."""
-        self.set_model_mode("eval")
-        self.evaluator.reset()
+    # ---------------------------------------------------------------- evaluation
 
+    def classifier_for(self, subset: EvalSubset) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The seam of evaluation: a function ``images -> logits`` over ``subset.classnames``.
+
+        The default scores the classes the model was built for with :meth:`model_inference`
+        (upstream trainer files); trainers that can score other classes (new classes, another
+        dataset's) override it, which also turns on the base/new evaluation.
+        """
+        own = list(self.dm.dataset.classnames)
+        if list(subset.classnames) != own:
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot score classes other than those it was built for; "
+                "implement classifier_for(subset) to evaluate other classes"
+            )
+        return self.model_inference
+
+    def supports_class_subsets(self) -> bool:
+        return type(self).classifier_for is not SimpleTrainer.classifier_for
+
+    def eval_protocol(self) -> str:
+        """``"domains"`` with ``DATASET.TARGET_DOMAINS``; ``"base_new"`` on a class half."""
+        if self.cfg.DATASET.TARGET_DOMAINS:
+            return "domains"
+        half = self.cfg.DATASET.get("SUBSAMPLE_CLASSES", "all") in ("base", "new")
+        return "base_new" if half and self.supports_class_subsets() else "all"
+
+    def evaluate_subset(
+        self, subset: EvalSubset, split: str = "test", loader: Any = None
+    ) -> dict[str, float]:
+        """Evaluate one subset (its ``items``, or ``loader``); logs the Dassl result block."""
+        self.set_model_mode("eval")
+        if subset.items is None:
+            logger.info(f"Evaluate on the *{split}* set")
+            tag = split
+            if loader is None:
+                loader = self.val_loader if split == "val" else self.test_loader
+        else:
+            logger.info(
+                f"Evaluate on the *{split}* set: {subset.name} "
+                f"{'domain' if self.eval_protocol() == 'domains' else 'classes'} "
+                f"({len(subset.classnames)} classes, {len(subset.items):,} images)"
+            )
+            tag = f"{split}_{subset.name}"
+            loader = build_data_loader(
+                self.cfg,
+                sampler_type=self.cfg.DATALOADER.TEST.SAMPLER,
+                data_source=subset.items,
+                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE,
+                tfm=self.dm.tfm_test,
+                is_train=False,
+            )
+        if list(subset.classnames) == list(self.dm.dataset.classnames):
+            evaluator = self.evaluator
+        else:
+            evaluator = build_evaluator(self.cfg, lab2cname=dict(enumerate(subset.classnames)))
+        with torch.no_grad():
+            classify = self.classifier_for(subset)
+        results = run_evaluation(classify, loader, self.parse_batch_test, evaluator)
+        for k, v in results.items():
+            self.write_scalar(f"{tag}/{k}", v, self.epoch)
+        if self._writer is not None:
+            self._writer.log_test(tag, self.epoch + 1, results)
+        return results
+
+    def final_evaluation(self) -> dict[str, Any]:
+        """Evaluate every subset of :meth:`eval_protocol`, write ``results.json``, return metrics."""
+        cfg = self.cfg
+        protocol = self.eval_protocol()
+        subsets = eval_subsets(
+            self.dm.dataset,
+            protocol,
+            cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
+            cfg.DATASET.TARGET_DOMAINS,
+        )
+        accs = {s.name: self.evaluate_subset(s)["accuracy"] for s in subsets}
+        metrics: dict[str, Any]
+        if protocol == "base_new" and set(accs) == {"base", "new"}:
+            metrics = {"base": accs["base"], "new": accs["new"]}
+            metrics["hm"] = harmonic_mean(metrics["base"], metrics["new"])
+            logger.info(
+                f"=> base-to-novel: base {metrics['base']:.2f}%, new {metrics['new']:.2f}%, "
+                f"HM {metrics['hm']:.2f}%"
+            )
+        elif protocol == "domains":
+            metrics = {"accuracy": sum(accs.values()) / max(len(accs), 1), "domains": accs}
+            metrics["target_domains"] = list(accs)  # the json's keys are sorted; keep the order
+            table = ", ".join(f"{k} {v:.2f}%" for k, v in accs.items())
+            logger.info(f"=> per domain: {table}; mean {metrics['accuracy']:.2f}%")
+        else:
+            metrics = {"accuracy": next(iter(accs.values()))}
+        epoch = self.results_epoch if self.results_epoch is not None else self.epoch + 1
+        write_results(cfg.OUTPUT_DIR, metrics, cfg, epoch)
+        return metrics
+
+    def test(self, split: str | None = None) -> Any:
+        """``"val"``: per-epoch validation; else the final evaluation. Returns the first metric."""
         if split is None:
             split = self.cfg.TEST.SPLIT
-
         if split == "val" and self.val_loader is not None:
-            data_loader = self.val_loader
-        else:
-            split = "test"  # in case val_loader is None
-            data_loader = self.test_loader
-
-        logger.info(f"Evaluate on the *{split}* set")
-
-        bar = tqdm(data_loader, file=sys.stderr, disable=not dist_utils.is_main_process())
-        for batch in bar:
-            input, label = self.parse_batch_test(batch)
-            output = self.model_inference(input)
-            self.evaluator.process(output, label)
-
-        if dist_utils.get_world_size() > 1:
-            if not hasattr(self.evaluator, "sync"):
-                raise RuntimeError(
-                    f"{type(self.evaluator).__name__} has no sync(gather_fn): it cannot merge "
-                    "the shards of a distributed evaluation"
-                )
-            self.evaluator.sync(dist_utils.all_gather_object)
-
-        results = self.evaluator.evaluate()
-
-        for k, v in results.items():
-            self.write_scalar(f"{split}/{k}", v, self.epoch)
-        if self._writer is not None:
-            self._writer.log_test(split, self.epoch + 1, results)
-
-        return list(results.values())[0]
+            names = list(self.dm.dataset.classnames)
+            subset = EvalSubset("val", None, names, range(0, len(names)))
+            return next(iter(self.evaluate_subset(subset, "val").values()))
+        return next(iter(self.final_evaluation().values()))
 
     def model_inference(self, input: Any) -> Any:
-        return self.model(input)
+        """Logits of ``self.model`` over the classes it was built for (float32)."""
+        with self.precision.autocast():
+            out = self.model(input)
+        return out.float() if isinstance(out, torch.Tensor) else out
 
     def parse_batch_test(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         input = batch["img"].to(self.device)
@@ -510,8 +654,8 @@ class _EpochLogger:
         self.losses = MetricMeter()
         self.batch_time = AverageMeter()
         self.data_time = AverageMeter()
-        # The lr this epoch trains with: trainers step the scheduler inside the last batch, so
-        # reading it at the end would give the next epoch's value (upstream's log lines do).
+        # The lr this epoch trains with: the scheduler is stepped at (or inside) the last batch,
+        # so reading it at the end would give the next epoch's value.
         try:
             self.epoch_lr: float | None = trainer.get_current_lr()
         except RuntimeError:  # nothing registered with an optimizer (e.g. a frozen baseline)
@@ -557,6 +701,7 @@ class TrainerXU(SimpleTrainer):
 
     def run_epoch(self) -> None:
         self.set_model_mode("train")
+        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         _set_loader_epoch(self.train_loader_u, self.epoch)
 
@@ -596,7 +741,9 @@ class TrainerXU(SimpleTrainer):
             loss_summary = self.forward_backward(batch_x, batch_u)
             log.batch_time.update(time.time() - end)
             log.step(self.batch_idx, loss_summary)
+            self.step_schedulers("iter")
             end = time.time()
+        self.step_schedulers("epoch")
         log.finish()
 
     def forward_backward(self, batch_x: Any, batch_u: Any = None) -> Any:  # type: ignore[override]
@@ -614,6 +761,7 @@ class TrainerX(SimpleTrainer):
 
     def run_epoch(self) -> None:
         self.set_model_mode("train")
+        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         self.num_batches = len(self.train_loader_x)
         log = _EpochLogger(self, self.num_batches)
@@ -625,7 +773,9 @@ class TrainerX(SimpleTrainer):
             loss_summary = self.forward_backward(batch)
             log.batch_time.update(time.time() - end)
             log.step(self.batch_idx, loss_summary)
+            self.step_schedulers("iter")
             end = time.time()
+        self.step_schedulers("epoch")
         log.finish()
 
     def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
