@@ -24,21 +24,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from dassl.utils import write_json  # noqa: E402
+from dassl.utils.logger import close_logger  # noqa: E402
 from datasets.toy_shapes_dg import N_TEST, N_TRAIN, N_VAL, generate_toy_shapes_dg  # noqa: E402
 from tools import parse_test_res  # noqa: E402
 from tools.domain_table import collect_domain_rows, render_domain_table  # noqa: E402
@@ -63,10 +65,10 @@ class Settings:
     epochs: int  # student epochs
 
 
-FULL = Settings((N_TRAIN, N_VAL, N_TEST), 8, [], 20)
+FULL = Settings((N_TRAIN, N_VAL, N_TEST), 4, [], 40)
 FAST = Settings(
-    (1, 1, 4),
-    1,
+    (1, 1, 2),
+    2,
     ["DATAFREE.OPTIM.STEPS", "3", "DATAFREE.CONTRASTIVE.STEPS", "5", "DATAFREE.AUG.CUTOUTS", "2"],
     2,
 )
@@ -89,8 +91,27 @@ def _reuse(out: str, result: str, want: str) -> bool:
     return False
 
 
+def _entry_point(script: str):
+    """The importable ``main(argv)`` of a stage's script (run in this process: no re-import)."""
+    if script == "train.py":
+        import train
+
+        return train.main
+    if script == "tools/synthesize.py":
+        from tools import synthesize
+
+        return synthesize.main
+    from tools import export_class_vectors
+
+    return export_class_vectors.main
+
+
 def _run(cmd_args: list[str], out: str, result: str, title: str, verbose: bool) -> None:
-    """Run ``python <cmd_args>`` for a stage whose result file is ``result`` (unless reusable)."""
+    """Run ``<script> <args>`` for a stage whose result file is ``result`` (unless reusable).
+
+    Stages run in this process through the scripts' ``main(argv)`` (the command line printed on
+    failure is the equivalent shell command); their console output is hidden with ``-q``.
+    """
     want = json.dumps(cmd_args)
     if _reuse(out, result, want):
         logger.info("%s: finished earlier, reusing %s", title, out)
@@ -100,18 +121,23 @@ def _run(cmd_args: list[str], out: str, result: str, title: str, verbose: bool) 
         shutil.rmtree(out)  # a synthesis folder is resumable: keep its finished batches
     os.makedirs(out, exist_ok=True)
     start = time.time()
-    cmd = [sys.executable, *cmd_args]
-    proc = subprocess.run(
-        cmd,
-        cwd=REPO,
-        stdout=None if verbose else subprocess.DEVNULL,
-        stderr=None if verbose else subprocess.PIPE,
-        text=True,
-    )
-    if proc.returncode != 0 or not os.path.exists(result):
-        tail = (proc.stderr or "")[-2000:]
+    sink = io.StringIO()
+    try:
+        with contextlib.ExitStack() as stack:
+            if not verbose:
+                stack.enter_context(contextlib.redirect_stdout(sink))
+                stack.enter_context(contextlib.redirect_stderr(sink))
+            rc = _entry_point(cmd_args[0])(cmd_args[1:])
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # a stage's failure ends the demo with its message
+        rc = f"{type(exc).__name__}: {exc}"
+    finally:
+        close_logger()  # the stage's log file (and its stdout tee) ends with the stage
+    if rc not in (0, None) or not os.path.exists(result):
         raise RuntimeError(
-            f"{title} failed (exit {proc.returncode}); output in {out}. Command: {' '.join(cmd)}\n{tail}"
+            f"{title} failed ({rc}); output in {out}. Command: python {' '.join(cmd_args)}\n"
+            + sink.getvalue()[-2000:]
         )
     with open(os.path.join(out, "command.txt"), "w", encoding="utf-8") as f:
         f.write(want)
@@ -273,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[datafree] %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)  # not the root logger: stages log on their own
+    handler.setFormatter(logging.Formatter("[datafree] %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     args.settings = FAST if args.fast else FULL
     args.data = os.path.abspath(args.data)
     args.output = os.path.abspath(args.output)
