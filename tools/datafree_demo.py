@@ -347,9 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("all stages done in %.0f s; summary: %s/summary.json", time.time() - start, root)
 
     methods = list(results)
-    runs = [
-        r for r in parse_test_res.collect(__import__("pathlib").Path(root)) if r.method in methods
-    ]
+    runs = [r for r in parse_test_res.collect(Path(root)) if r.method in methods]
     rows = collect_domain_rows(root, runs)
     rows.sort(key=lambda r: methods.index(r.method))
     extra = {
