@@ -347,7 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("all stages done in %.0f s; summary: %s/summary.json", time.time() - start, root)
 
     methods = list(results)
-    runs = [r for r in parse_test_res.collect(Path(root)) if r.method in methods]
+    runs = [
+        r
+        for r in parse_test_res.collect(Path(root))
+        if r.method in methods and r.seed in args.seeds
+    ]
     rows = collect_domain_rows(root, runs)
     rows.sort(key=lambda r: methods.index(r.method))
     extra = {
