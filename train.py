@@ -5,9 +5,11 @@ flags -> ``opts`` -> freeze. Written to the output directory: ``log.txt``, ``con
 merged config) and ``run_info.json`` (argv, environment, seed, git commit, torch version).
 
 Differences from upstream: ``--seed 0`` means seed 0 (P9); seeded runs keep cuDNN deterministic
-(no ``cudnn.benchmark``); bad input (missing file, unknown key/trainer/dataset, wrong type,
-missing data root) ends with one message on stderr and exit status 2, and leaves no half-written
-output directory. Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised before
+(no ``cudnn.benchmark``); bad input (a :class:`dassl.utils.UserInputError`: missing file,
+unknown key/trainer/dataset, wrong type, missing data root, ...) ends with one message on stderr
+and exit status 2, and leaves no half-written output directory, while any other exception keeps
+its traceback (also appended to ``log.txt``) and the directory. One run per output directory
+(``.run.lock`` names the holder's pid and host; a stale lock is taken over with a warning). Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised before
 the trainer is built and destroyed at exit.
 """
 
@@ -22,6 +24,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,11 +33,14 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # registers the trainers; provides extend_cfg
-from dassl.config import ConfigError, get_cfg_default, merge_cfg_file, merge_cfg_list
+from dassl.config import get_cfg_default, merge_cfg_file, merge_cfg_list
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine import distributed as dist_utils
 from dassl.utils import (
+    RunDirLock,
+    RunDirLocked,
+    UserInputError,
     atomic_write,
     collect_env_info,
     get_most_similar_str_to_a_from_b,
@@ -41,14 +48,14 @@ from dassl.utils import (
     setup_logger,
     write_json,
 )
-from dassl.utils.logger import close_logger, get_logger
+from dassl.utils.logger import close_logger, get_logger, write_to_log_file
 
 logger = get_logger("train")
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-class UsageError(Exception):
+class UsageError(UserInputError):
     """Bad command-line input: reported as one line on stderr, exit status 2."""
 
 
@@ -226,14 +233,58 @@ def print_args(args: argparse.Namespace, cfg: Any) -> None:
     logger.info(str(cfg))
 
 
+def check_output_dir(out_dir: str) -> None:
+    """Create ``out_dir`` and make sure files can be created in it (raises UsageError)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write_test.")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(
+            f'output directory "{out_dir}" (--output-dir / OUTPUT_DIR) is not writable '
+            f"({e.strerror}): choose a writable directory or fix its permissions"
+        ) from e
+
+
 def _fail(msg: str) -> int:
     sys.stderr.write(f"train.py: error: {msg}\n")
     sys.stderr.flush()
     return 2
 
 
+def _remove_new_output(out_dir: str, created_out: bool, rank: int) -> None:
+    """Delete an output directory this run created, after a *user* error only."""
+    if created_out and rank == 0:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, cfg: Any, progress: dict[str, bool]) -> int:
+    """Build the trainer and train or evaluate (the part after the output dir is set up).
+
+    ``progress["outputs"]`` turns True once results or checkpoints may have been written: from
+    then on a user error keeps the directory (its files are complete, being written atomically).
+    """
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model_for_eval(args.model_dir, epoch=args.load_epoch)
+        progress["outputs"] = True
+        trainer.test()
+        return 0
+    if not args.no_train:
+        progress["outputs"] = True
+        trainer.train()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run train.py with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run train.py with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    Only a :class:`~dassl.utils.UserInputError` (bad file, key, flag: the message says what to
+    fix) is reported as one line with exit status 2, removing an output directory this run
+    created. Any other exception is a bug: it propagates with its traceback, which is also
+    appended to ``log.txt``, and the output directory is left as it is.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -243,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = setup_cfg(args)
         validate_cfg(cfg, args)
-    except (ConfigError, UsageError) as e:
+    except UserInputError as e:
         return _fail(str(e))
 
     distributed = dist_utils.env_world_size() > 1
@@ -253,11 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out_dir = cfg.OUTPUT_DIR
     created_out = not os.path.isdir(out_dir) or not os.listdir(out_dir)
+    lock = RunDirLock(out_dir, warn=False)
+    progress = {"outputs": False}
     try:
+        if distributed:
+            dist_utils.check_same_config(cfg.dump())
         if rank == 0:
-            os.makedirs(out_dir, exist_ok=True)
+            check_output_dir(out_dir)
+            lock.acquire()
         dist_utils.barrier()
         setup_logger(out_dir, rank=rank)
+        if lock.took_over:
+            logger.warning(lock.took_over)
 
         if cfg.SEED >= 0:
             logger.info(f"Setting fixed seed: {cfg.SEED}")
@@ -270,26 +328,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("Collecting env info ...")
             logger.info(f"** System info **\n{_env_info()}\n")
             write_run_files(cfg, argv)
-
-        try:
-            trainer = build_trainer(cfg)
-            if args.eval_only:
-                trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        except (FileNotFoundError, ValueError, KeyError, ConfigError, OSError) as e:
-            close_logger()
-            if created_out and rank == 0:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            return _fail(f"{type(e).__name__}: {msg}")
-
-        if args.eval_only:
-            trainer.test()
-            return 0
-        if not args.no_train:
-            trainer.train()
-        return 0
+        return run(args, cfg, progress)
+    except UserInputError as e:
+        logger.error(str(e))  # in log.txt too when the directory is kept
+        close_logger()
+        if not isinstance(e, RunDirLocked) and not progress["outputs"]:
+            lock.release()
+            _remove_new_output(out_dir, created_out, rank)
+        return _fail(str(e))
+    except BaseException:
+        # A bug: keep the directory and its log; the traceback goes to log.txt and stderr.
+        write_to_log_file("Traceback (a bug, not bad input):\n" + traceback.format_exc())
+        raise
     finally:
         close_logger()
+        lock.release()
         if distributed:
             dist_utils.cleanup()
 

@@ -9,7 +9,14 @@ Checkpoint formats accepted by :func:`load`:
   ``jit=False`` (the default) only the archive's ``state_dict()`` is used.
 * plain state dicts saved with ``torch.save`` (read with ``weights_only=True``, no code runs);
   this is the preferred format, used for the shipped toy models;
-* ``.safetensors`` files holding the same tensors.
+* ``.safetensors`` files holding the same tensors;
+* a Hugging Face ``CLIPModel`` snapshot directory, or ``hf-hub:ORG/NAME`` from the local Hugging
+  Face cache (converted by :mod:`clip.hf`);
+* ``open_clip:ARCH@WEIGHTS``: an OpenCLIP model config (name or JSON path) and a local checkpoint
+  (converted by :mod:`clip.open_clip_convert`).
+
+Converted models carry their tower configs (``model.vision_cfg``/``model.text_cfg``) and every
+model its preprocessing recipe (``model.preprocess_cfg``), which :func:`load` logs.
 
 Official weights are cached in ``download_root``, else ``$CLIP_CACHE``, else ``~/.cache/clip``,
 and verified against the SHA256 embedded in their URL.
@@ -18,32 +25,32 @@ and verified against the SHA256 embedded in their URL.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 import urllib.request
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
-from torchvision.transforms import (
-    CenterCrop,
-    Compose,
-    InterpolationMode,
-    Normalize,
-    Resize,
-    ToTensor,
-)
+from torchvision.transforms import Compose
 
-from clip.model import StateDictError, build_model
+from clip import hf
+from clip import open_clip_convert as oc
+from clip.errors import InvalidModelError, ModelNotFoundError
+from clip.hf import HF_HUB_PREFIX
+from clip.model import StateDictError, TextCfg, VisionCfg, build_from_cfgs, build_model
+from clip.open_clip_convert import OPEN_CLIP_PREFIX
+from clip.preprocess import CLIP_MEAN, CLIP_STD, PreprocessCfg, build_preprocess
 from clip.simple_tokenizer import SimpleTokenizer
+from clip.tensor_files import load_tensor_file
+from dassl.utils.logger import get_logger
 
-__all__ = ["available_models", "load", "tokenize"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "available_models", "load", "resolve_clip", "tokenize"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS_DIR = os.path.join(_PACKAGE_DIR, "weights")
@@ -63,8 +70,6 @@ _MODELS: dict[str, str] = {
     "toy-student": os.path.join(WEIGHTS_DIR, "toy-student.pt"),
 }
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _CHUNK = 1 << 16
 
 _tokenizer: SimpleTokenizer | None = None
@@ -114,7 +119,7 @@ def _download(url: str, root: str | None = None) -> str:
         hint = ""
         if os.path.abspath(url).startswith(WEIGHTS_DIR):
             hint = "; create the shipped toy models with `python tools/pretrain_toy_clip.py`"
-        raise RuntimeError(f"model file {url} does not exist{hint}")
+        raise ModelNotFoundError(f"model file {url} does not exist{hint}")
 
     root = root or default_cache_dir()
     os.makedirs(root, exist_ok=True)
@@ -172,21 +177,9 @@ def _download(url: str, root: str | None = None) -> str:
     return target
 
 
-def _convert_image_to_rgb(image: Image.Image) -> Image.Image:
-    return image.convert("RGB")
-
-
 def _transform(n_px: int) -> Compose:
     """CLIP's test-time preprocessing: bicubic resize, center crop, RGB, tensor, CLIP mean/std."""
-    return Compose(
-        [
-            Resize(n_px, interpolation=InterpolationMode.BICUBIC),
-            CenterCrop(n_px),
-            _convert_image_to_rgb,
-            ToTensor(),
-            Normalize(CLIP_MEAN, CLIP_STD),
-        ]
-    )
+    return build_preprocess(PreprocessCfg(size=n_px))
 
 
 def _is_torchscript(path: str) -> bool:
@@ -216,32 +209,108 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], torch.jit.Scrip
 
     Raises RuntimeError naming ``path`` for truncated/corrupt files and for files of another kind.
     """
-    if not os.path.isfile(path):
-        raise RuntimeError(f"checkpoint {path} does not exist")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(path), None
-        if _is_torchscript(path):
+    if os.path.isfile(path) and _is_torchscript(path):
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
                 module = torch.jit.load(path, map_location="cpu").eval()
-            return dict(module.state_dict()), module
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise RuntimeError(
-            f"cannot read {path}: {err}. The file is truncated, corrupt or not a PyTorch/"
-            "safetensors checkpoint; delete it and download or export it again"
-        ) from err
-    except Exception as err:  # weights_only refusals surface as pickle errors
-        raise RuntimeError(
-            f"cannot read {path} safely as a state dict ({type(err).__name__}: {err}); "
-            "expected an OpenAI CLIP checkpoint (TorchScript archive or plain state dict)"
-        ) from err
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+            raise InvalidModelError(
+                f"cannot read {path}: {err}. The file is truncated or corrupt; delete it and "
+                "download or export it again"
+            ) from err
+        return dict(module.state_dict()), module
+    obj = load_tensor_file(path)
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise RuntimeError(_describe_wrong_kind(obj, path))
+        raise InvalidModelError(_describe_wrong_kind(obj, path))
     return dict(obj), None
+
+
+@dataclass
+class CLIPSource:
+    """What a CLIP name or path resolves to.
+
+    ``kind`` is ``openai`` (architecture read off the state dict's shapes) or ``hf`` /
+    ``open_clip`` (architecture in ``vision_cfg``/``text_cfg``, state dict already in OpenAI's
+    key layout). ``state_dict`` is None when only the architecture was asked for.
+    """
+
+    name: str
+    kind: str
+    path: str
+    state_dict: dict[str, torch.Tensor] | None = None
+    vision_cfg: VisionCfg | None = None
+    text_cfg: TextCfg | None = None
+    preprocess: PreprocessCfg | None = None
+
+
+def source_kind(name: str) -> str:
+    """``hf``, ``open_clip`` or ``openai``: which loader reads ``name``."""
+    if name.startswith(OPEN_CLIP_PREFIX):
+        return "open_clip"
+    if name.startswith(HF_HUB_PREFIX):
+        return "hf"
+    if name not in _MODELS and hf.is_hf_snapshot(name):
+        return "hf"
+    return "openai"
+
+
+def _check_tokenizer_fits(text_cfg: TextCfg, name: str) -> None:
+    """Converted text towers are fed by :func:`tokenize`: its vocabulary and context length."""
+    if text_cfg.vocab_size != 49408 or text_cfg.context_length != 77:
+        raise InvalidModelError(
+            f"{name}: the text tower has vocab_size {text_cfg.vocab_size} and context length "
+            f"{text_cfg.context_length}; clip.tokenize (OpenAI's BPE) gives 49408 tokens and 77 "
+            "positions, so this model's own tokenizer would be needed (not supported)"
+        )
+
+
+def resolve_clip(name: str, download_root: str | None = None, weights: bool = True) -> CLIPSource:
+    """Resolve a CLIP name or path (any format :func:`load` accepts) to a :class:`CLIPSource`.
+
+    With ``weights=False`` nothing heavy is read: converted formats return their architecture and
+    preprocessing, OpenAI ones only their path (OpenAI names are not downloaded).
+    """
+    kind = source_kind(name)
+    if kind == "hf":
+        snapshot = (
+            hf.resolve_hf_hub(name, download_root) if name.startswith(HF_HUB_PREFIX) else name
+        )
+        vision, text = hf.tower_cfgs(snapshot)
+        src = CLIPSource(name, kind, snapshot, None, vision, text)
+        src.preprocess = hf.preprocess_cfg(snapshot, vision.image_size)
+        if weights:
+            try:
+                src.state_dict = hf.convert_state_dict(hf.read_weights(snapshot))
+            except StateDictError as err:
+                raise InvalidModelError(f"{snapshot}: {err}") from err
+    elif kind == "open_clip":
+        arch, weights_path = oc.parse_name(name)
+        config, where = oc.model_config(arch)
+        vision, text = oc.tower_cfgs(config, where)
+        src = CLIPSource(name, kind, weights_path, None, vision, text)
+        src.preprocess = oc.preprocess_cfg(config, vision.image_size, where)
+        if weights:
+            src.path = oc.weights_file(weights_path)
+            src.state_dict = oc.read_weights(src.path)
+    else:
+        if name in _MODELS:
+            path = _download(_MODELS[name], download_root) if weights else _MODELS[name]
+        elif os.path.isfile(name):
+            path = name
+        else:
+            raise ModelNotFoundError(
+                f"Model {name} not found (MODEL.BACKBONE.NAME / TRAINER.*.TEACHER_NAME); "
+                f"available models = {available_models()} = {available_models()}, a checkpoint "
+                "file, a Hugging Face snapshot directory, hf-hub:ORG/NAME or "
+                "open_clip:ARCH@WEIGHTS"
+            )
+        src = CLIPSource(name, kind, path)
+        if weights:
+            src.state_dict, _ = read_state_dict(path)
+    if src.text_cfg is not None:
+        _check_tokenizer_fits(src.text_cfg, name)
+    return src
 
 
 def load(
@@ -254,17 +323,26 @@ def load(
     """Load a CLIP model by name (see :func:`available_models`) or path: ``(model, preprocess)``.
 
     With ``jit=False`` the model is rebuilt from the checkpoint's state dict (with
-    ``design_details`` deep prompts if given); on CPU it is converted to fp32, elsewhere it keeps
-    OpenAI's fp16 weights. ``jit=True`` returns the TorchScript archive itself, in its saved dtype
-    (trusted files only; no deep prompts possible).
+    ``design_details`` deep prompts if given); on CPU it is converted to fp32, elsewhere an OpenAI
+    model keeps its fp16 weights (converted models are fp32). ``jit=True`` returns the TorchScript
+    archive itself, in its saved dtype (trusted files only; no deep prompts possible). The
+    preprocessing recipe is ``model.preprocess_cfg`` and is logged. ``download_root`` is the
+    OpenAI weights cache, or for ``hf-hub:`` names the Hugging Face cache to read.
     """
-    if name in _MODELS:
-        model_path = _download(_MODELS[name], download_root)
-    elif os.path.isfile(name):
-        model_path = name
-    else:
-        raise RuntimeError(f"Model {name} not found; available models = {available_models()}")
+    kind = source_kind(name)
+    if kind != "openai":
+        if jit:
+            raise ValueError(f"{name}: jit=True is only for OpenAI TorchScript archives")
+        src = resolve_clip(name, download_root)
+        try:
+            model = build_from_cfgs(src.state_dict, src.vision_cfg, src.text_cfg, design_details)
+        except StateDictError as err:
+            raise InvalidModelError(f"{src.path}: {err}") from err
+        model = model.to(device)
+        return _with_preprocess(model, src.preprocess, name)
 
+    src = resolve_clip(name, download_root, weights=False)  # raises for unknown names
+    model_path = _download(_MODELS[name], download_root) if name in _MODELS else src.path
     state_dict, jit_module = read_state_dict(model_path)
     if jit:
         if design_details is not None:
@@ -280,11 +358,26 @@ def load(
     try:
         model = build_model(state_dict, design_details)
     except StateDictError as err:
-        raise RuntimeError(f"{model_path}: {err}") from err
+        hint = ""
+        if any(k.startswith(("vision_model.", "text_model.")) for k in state_dict):
+            hint = "; this is a Hugging Face CLIPModel state dict: pass its snapshot directory"
+        raise InvalidModelError(f"{model_path}: {err}{hint}") from err
     model = model.to(device)
     if str(device) == "cpu":
         model.float()
-    return model, _transform(model.visual.input_resolution)
+    return _with_preprocess(model, PreprocessCfg(size=model.visual.input_resolution), name)
+
+
+def _with_preprocess(
+    model: torch.nn.Module, preprocess: PreprocessCfg, name: str
+) -> tuple[torch.nn.Module, Compose]:
+    """Attach and log the model's preprocessing recipe; return ``(model, transform)``."""
+    model.preprocess_cfg = preprocess
+    logger.info(
+        f"CLIP {name}: preprocessing {preprocess.as_dict()} (INPUT.SIZE, INPUT.PIXEL_MEAN/STD "
+        "and INPUT.INTERPOLATION should match it)"
+    )
+    return model, build_preprocess(preprocess)
 
 
 def _get_tokenizer() -> SimpleTokenizer:

@@ -7,6 +7,16 @@ PromptSRC, PromptKD) that poke at ``clip_model.transformer``, ``positional_embed
 ``ln_final``, ``text_projection``, ``token_embedding``, ``dtype``, ``visual.conv1`` ... work
 unchanged.
 
+Towers
+------
+:class:`VisionCfg` and :class:`TextCfg` describe the two towers; :func:`build_vision_tower` and
+:func:`build_text_tower` are the only places that construct them (used by :class:`CLIP`,
+:func:`build_model`, :func:`build_visual` and the Hugging Face / OpenCLIP converters in
+``clip/hf.py`` and ``clip/open_clip_convert.py``). OpenAI's checkpoints get OpenAI's options
+(heads = width // 64, QuickGELU, eps 1e-5, class-token pooling); converted checkpoints pass theirs
+(heads, MLP width, activation, LayerNorm eps, LayerScale, ``ln_pre`` off, average pooling, EOS
+pooling) without changing any parameter name.
+
 Deep prompts (``design_details``)
 ---------------------------------
 ``design_details`` is the dict upstream trainers pass to ``build_model``::
@@ -56,6 +66,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,12 +74,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clip.errors import InvalidModelError
+
 logger = logging.getLogger(__name__)
 
 TRAINERS = ("CoOp", "CoCoOp", "IVLP", "VPT", "MaPLe")
 # Non-tensor metadata stored in OpenAI's TorchScript archives; not module parameters.
 META_KEYS = ("input_resolution", "context_length", "vocab_size")
 PROMPT_PARAM_SUFFIXES = ("VPT", "VPT_shallow")
+ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh")
+VISION_POOLS = ("tok", "avg")
+TEXT_POOLS = ("argmax", "eos")
 
 
 class StateDictError(ValueError):
@@ -120,6 +136,96 @@ class QuickGELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(1.702 * x)
+
+
+def make_activation(name: str) -> nn.Module:
+    """The MLP activation named by a tower config (OpenAI's weights use ``quick_gelu``)."""
+    if name == "quick_gelu":
+        return QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"activation {name!r} is not supported; expected one of {ACTIVATIONS}")
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual scale (OpenCLIP's ``ls_init_value``; parameter name ``gamma``)."""
+
+    def __init__(self, dim: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(init_value * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.to(x.dtype)
+
+
+def square_size(value: Any, what: str) -> int:
+    """An image or patch size given as an int or a square pair (non-square ones are refused)."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise InvalidModelError(
+                f"{what} = {list(value)} is not square; only square is supported"
+            )
+        value = value[0]
+    return int(value)
+
+
+@dataclass(frozen=True)
+class VisionCfg:
+    """Hyper-parameters of an image tower (ViT when ``patch_size`` is set, else ModifiedResNet).
+
+    The defaults are OpenAI's; converted checkpoints (Hugging Face, OpenCLIP) set the rest.
+    ``pool`` is ``"tok"`` (class token) or ``"avg"`` (mean of the patch tokens, never of prompt
+    tokens); ``final_ln_after_pool`` applies ``ln_post`` after pooling (it only matters for avg).
+    """
+
+    width: int
+    layers: int | tuple[int, ...]
+    heads: int
+    output_dim: int
+    image_size: int
+    patch_size: int | None
+    mlp_width: int | None = None  # None: 4 * width
+    act: str = "quick_gelu"
+    ln_eps: float = 1e-5
+    ls_init_value: float | None = None
+    pool: str = "tok"
+    final_ln_after_pool: bool = False
+    ln_pre: bool = True
+
+    @property
+    def is_vit(self) -> bool:
+        return self.patch_size is not None
+
+
+@dataclass(frozen=True)
+class TextCfg:
+    """Hyper-parameters of the causal text tower; defaults are OpenAI's.
+
+    ``pool`` is ``"argmax"`` (the token with the largest id, OpenAI's EOT) or ``"eos"`` (the first
+    ``eos_id``); both select the EOT token of :func:`clip.tokenize` ids.
+    """
+
+    width: int
+    layers: int
+    heads: int
+    output_dim: int
+    context_length: int = 77
+    vocab_size: int = 49408
+    mlp_width: int | None = None
+    act: str = "quick_gelu"
+    ln_eps: float = 1e-5
+    ls_init_value: float | None = None
+    pool: str = "argmax"
+    eos_id: int | None = None
+    causal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pool not in TEXT_POOLS:
+            raise ValueError(f"text pool {self.pool!r} is not supported; expected {TEXT_POOLS}")
+        if self.pool == "eos" and self.eos_id is None:
+            raise ValueError("text pool 'eos' needs eos_id")
 
 
 class Bottleneck(nn.Module):
@@ -277,22 +383,32 @@ class ResidualAttentionBlock(nn.Module):
         prompt_position: str | None = None,
         n_ctx: int = 0,
         own_prompt: bool = False,
+        *,
+        mlp_width: int | None = None,
+        act: str = "quick_gelu",
+        ln_eps: float = 1e-5,
+        ls_init_value: float | None = None,
     ) -> None:
         super().__init__()
         if prompt_position not in (None, "suffix", "after_sot"):
             raise ValueError("prompt_position must be None, 'suffix' or 'after_sot'")
+        mlp_width = mlp_width or d_model * 4
         self.attn = nn.MultiheadAttention(d_model, n_head)
-        self.ln_1 = LayerNorm(d_model)
+        self.ln_1 = LayerNorm(d_model, eps=ln_eps)
         self.mlp = nn.Sequential(
             OrderedDict(
                 [
-                    ("c_fc", nn.Linear(d_model, d_model * 4)),
-                    ("gelu", QuickGELU()),
-                    ("c_proj", nn.Linear(d_model * 4, d_model)),
+                    ("c_fc", nn.Linear(d_model, mlp_width)),
+                    ("gelu", make_activation(act)),
+                    ("c_proj", nn.Linear(mlp_width, d_model)),
                 ]
             )
         )
-        self.ln_2 = LayerNorm(d_model)
+        self.ln_2 = LayerNorm(d_model, eps=ln_eps)
+        # LayerScale (OpenCLIP ``ls_init_value``); identities without parameters otherwise.
+        scaled = ls_init_value is not None
+        self.ls_1 = LayerScale(d_model, ls_init_value) if scaled else nn.Identity()
+        self.ls_2 = LayerScale(d_model, ls_init_value) if scaled else nn.Identity()
         # A plain attribute, as in OpenAI: not part of the state dict.
         self.attn_mask = attn_mask
         self.prompt_position = prompt_position
@@ -328,8 +444,8 @@ class ResidualAttentionBlock(nn.Module):
             prompt = self.VPT_shallow
         if prompt is not None:
             x = self.insert_prompt(x, prompt)
-        x = x + self.attention(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.ls_1(self.attention(self.ln_1(x)))
+        return x + self.ls_2(self.mlp(self.ln_2(x)))
 
 
 class Transformer(nn.Module):
@@ -344,6 +460,11 @@ class Transformer(nn.Module):
         prompts_needed: int = 0,
         text_layer: bool = False,
         design_details: Mapping[str, Any] | None = None,
+        *,
+        mlp_width: int | None = None,
+        act: str = "quick_gelu",
+        ln_eps: float = 1e-5,
+        ls_init_value: float | None = None,
     ) -> None:
         super().__init__()
         self.width = width
@@ -359,9 +480,15 @@ class Transformer(nn.Module):
             owns = [False] * layers
         else:
             n_ctx, owns, position = 0, [False] * layers, None
+        block = {
+            "mlp_width": mlp_width,
+            "act": act,
+            "ln_eps": ln_eps,
+            "ls_init_value": ls_init_value,
+        }
         self.resblocks = nn.Sequential(
             *[
-                ResidualAttentionBlock(width, heads, attn_mask, position, n_ctx, owns[i])
+                ResidualAttentionBlock(width, heads, attn_mask, position, n_ctx, owns[i], **block)
                 for i in range(layers)
             ]
         )
@@ -383,7 +510,11 @@ class Transformer(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT image tower; with IVLP/VPT it owns ``VPT`` (first-layer prompts after the patches)."""
+    """ViT image tower; with IVLP/VPT it owns ``VPT`` (first-layer prompts after the patches).
+
+    The keyword options beyond OpenAI's (activation, LayerNorm eps, LayerScale, ``ln_pre`` off,
+    average pooling, LayerNorm after pooling) are those of :class:`VisionCfg`.
+    """
 
     def __init__(
         self,
@@ -394,11 +525,23 @@ class VisionTransformer(nn.Module):
         heads: int,
         output_dim: int,
         design_details: Mapping[str, Any] | None = None,
+        *,
+        mlp_width: int | None = None,
+        act: str = "quick_gelu",
+        ln_eps: float = 1e-5,
+        ls_init_value: float | None = None,
+        pool: str = "tok",
+        final_ln_after_pool: bool = False,
+        ln_pre: bool = True,
     ) -> None:
         super().__init__()
+        if pool not in VISION_POOLS:
+            raise ValueError(f"vision pool {pool!r} is not supported; expected {VISION_POOLS}")
         details = resolve_design_details(design_details)
         self.input_resolution = input_resolution
         self.output_dim = output_dim
+        self.pool = pool
+        self.final_ln_after_pool = final_ln_after_pool
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         prompted = details["trainer"] in ("IVLP", "VPT") and details["vision_depth"] > 0
         if prompted:
@@ -413,15 +556,19 @@ class VisionTransformer(nn.Module):
         self.positional_embedding = nn.Parameter(
             scale * torch.randn((input_resolution // patch_size) ** 2 + 1, width)
         )
-        self.ln_pre = LayerNorm(width)
+        self.ln_pre = LayerNorm(width, eps=ln_eps) if ln_pre else nn.Identity()
         self.transformer = Transformer(
             width,
             layers,
             heads,
             prompts_needed=self.prompt_till_layer_visual,
             design_details=details,
+            mlp_width=mlp_width,
+            act=act,
+            ln_eps=ln_eps,
+            ls_init_value=ls_init_value,
         )
-        self.ln_post = LayerNorm(width)
+        self.ln_post = LayerNorm(width, eps=ln_eps)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
     def forward(
@@ -448,14 +595,136 @@ class VisionTransformer(nn.Module):
         else:
             x = self.transformer(x)
         x = x.permute(1, 0, 2)  # LND -> NLD
-        x = self.ln_post(x[:, 0, :])
+        if self.pool == "tok":
+            x = self.ln_post(x[:, 0, :])  # LayerNorm is per token: before or after pooling alike
+        else:
+            patches = x[:, 1 : self.positional_embedding.shape[0], :]  # prompt tokens excluded
+            if self.final_ln_after_pool:
+                x = self.ln_post(patches.mean(dim=1))
+            else:
+                x = self.ln_post(patches).mean(dim=1)
         if self.proj is not None:
             x = x @ self.proj
         return x
 
 
+def build_vision_tower(
+    cfg: VisionCfg, design_details: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """The image tower of ``cfg``: a ``VisionTransformer`` or a ``ModifiedResNet``.
+
+    The one place where image towers are constructed (full models, teacher towers, converted
+    checkpoints). Deep vision prompts on a ResNet tower raise.
+    """
+    details = resolve_design_details(design_details)
+    if not cfg.is_vit:
+        if details["trainer"] in ("IVLP", "VPT") and details["vision_depth"] > 0:
+            raise ValueError(
+                "deep vision prompts (vision_depth > 0) need a ViT image tower, "
+                "but this checkpoint has a ResNet one; set vision_depth to 0"
+            )
+        return ModifiedResNet(
+            layers=cfg.layers,
+            output_dim=cfg.output_dim,
+            heads=cfg.heads,
+            input_resolution=cfg.image_size,
+            width=cfg.width,
+        )
+    return VisionTransformer(
+        input_resolution=cfg.image_size,
+        patch_size=cfg.patch_size,
+        width=cfg.width,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        output_dim=cfg.output_dim,
+        design_details=details,
+        mlp_width=cfg.mlp_width,
+        act=cfg.act,
+        ln_eps=cfg.ln_eps,
+        ls_init_value=cfg.ls_init_value,
+        pool=cfg.pool,
+        final_ln_after_pool=cfg.final_ln_after_pool,
+        ln_pre=cfg.ln_pre,
+    )
+
+
+class TextTower(nn.Module):
+    """The text tower's parts; :class:`CLIP` adopts them under OpenAI's attribute names."""
+
+    def __init__(self, cfg: TextCfg, design_details: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        details = resolve_design_details(design_details)
+        if cfg.heads < 1:
+            raise ValueError(f"transformer_heads must be >= 1, got {cfg.heads}")
+        text_depth = details["language_depth"] if details["trainer"] in ("IVLP", "VPT") else 0
+        mask = causal_mask(cfg.context_length) if cfg.causal else None
+        self.transformer = Transformer(
+            width=cfg.width,
+            layers=cfg.layers,
+            heads=cfg.heads,
+            attn_mask=mask,
+            prompts_needed=text_depth,
+            text_layer=True,
+            design_details=details,
+            mlp_width=cfg.mlp_width,
+            act=cfg.act,
+            ln_eps=cfg.ln_eps,
+            ls_init_value=cfg.ls_init_value,
+        )
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
+        self.ln_final = LayerNorm(cfg.width, eps=cfg.ln_eps)
+        self.text_projection = nn.Parameter(torch.empty(cfg.width, cfg.output_dim))
+
+
+def build_text_tower(cfg: TextCfg, design_details: Mapping[str, Any] | None = None) -> TextTower:
+    """The text tower of ``cfg`` (the one place where text towers are constructed)."""
+    return TextTower(cfg, design_details)
+
+
+def causal_mask(context_length: int) -> torch.Tensor:
+    """Causal mask: additive ``-inf`` above the diagonal."""
+    mask = torch.empty(context_length, context_length)
+    mask.fill_(float("-inf"))
+    mask.triu_(1)
+    return mask
+
+
+def openai_vision_cfg(
+    embed_dim: int,
+    image_resolution: int,
+    vision_layers: tuple[int, int, int, int] | list[int] | int,
+    vision_width: int,
+    vision_patch_size: int | None,
+) -> VisionCfg:
+    """The image tower of OpenAI's ``CLIP`` arguments (heads inferred from the width)."""
+    if isinstance(vision_layers, (tuple, list)):
+        return VisionCfg(
+            width=vision_width,
+            layers=tuple(vision_layers),
+            heads=vision_width * 32 // 64,
+            output_dim=embed_dim,
+            image_size=image_resolution,
+            patch_size=None,
+        )
+    if vision_width // 64 < 1:
+        raise ValueError(f"vision width {vision_width} < 64: OpenAI infers heads = width // 64")
+    return VisionCfg(
+        width=vision_width,
+        layers=vision_layers,
+        heads=vision_width // 64,
+        output_dim=embed_dim,
+        image_size=image_resolution,
+        patch_size=vision_patch_size,
+    )
+
+
 class CLIP(nn.Module):
-    """CLIP with OpenAI's constructor; ``design_details`` adds deep prompts (see module doc)."""
+    """CLIP with OpenAI's constructor; ``design_details`` adds deep prompts (see module doc).
+
+    ``vision_cfg``/``text_cfg`` replace the towers that OpenAI's arguments describe (converted
+    Hugging Face / OpenCLIP checkpoints); use :meth:`from_cfgs` to build from them alone.
+    """
 
     def __init__(
         self,
@@ -472,60 +741,68 @@ class CLIP(nn.Module):
         transformer_heads: int,
         transformer_layers: int,
         design_details: Mapping[str, Any] | None = None,
+        *,
+        vision_cfg: VisionCfg | None = None,
+        text_cfg: TextCfg | None = None,
     ) -> None:
         super().__init__()
         details = resolve_design_details(design_details)
         self.design_details = details
-        self.context_length = context_length
-
-        if isinstance(vision_layers, (tuple, list)):
-            if details["trainer"] in ("IVLP", "VPT") and details["vision_depth"] > 0:
-                raise ValueError(
-                    "deep vision prompts (vision_depth > 0) need a ViT image tower, "
-                    "but this checkpoint has a ResNet one; set vision_depth to 0"
-                )
-            vision_heads = vision_width * 32 // 64
-            self.visual: nn.Module = ModifiedResNet(
-                layers=vision_layers,
-                output_dim=embed_dim,
-                heads=vision_heads,
-                input_resolution=image_resolution,
-                width=vision_width,
+        if vision_cfg is None:
+            vision_cfg = openai_vision_cfg(
+                embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size
             )
-        else:
-            vision_heads = vision_width // 64
-            if vision_heads < 1:
-                raise ValueError(
-                    f"vision width {vision_width} < 64: OpenAI infers heads = width // 64"
-                )
-            self.visual = VisionTransformer(
-                input_resolution=image_resolution,
-                patch_size=vision_patch_size,
-                width=vision_width,
-                layers=vision_layers,
-                heads=vision_heads,
+        if text_cfg is None:
+            text_cfg = TextCfg(
+                width=transformer_width,
+                layers=transformer_layers,
+                heads=transformer_heads,
                 output_dim=embed_dim,
-                design_details=details,
+                context_length=context_length,
+                vocab_size=vocab_size,
             )
-        if transformer_heads < 1:
-            raise ValueError(f"transformer_heads must be >= 1, got {transformer_heads}")
-        text_depth = details["language_depth"] if details["trainer"] in ("IVLP", "VPT") else 0
-        self.transformer = Transformer(
-            width=transformer_width,
-            layers=transformer_layers,
-            heads=transformer_heads,
-            attn_mask=self.build_attention_mask(),
-            prompts_needed=text_depth,
-            text_layer=True,
-            design_details=details,
-        )
-        self.vocab_size = vocab_size
-        self.token_embedding = nn.Embedding(vocab_size, transformer_width)
-        self.positional_embedding = nn.Parameter(torch.empty(context_length, transformer_width))
-        self.ln_final = LayerNorm(transformer_width)
-        self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
+        self.vision_cfg = vision_cfg
+        self.text_cfg = text_cfg
+        self.context_length = text_cfg.context_length
+        self.visual: nn.Module = build_vision_tower(vision_cfg, details)
+        text = build_text_tower(text_cfg, details)
+        self.transformer = text.transformer
+        self.vocab_size = text_cfg.vocab_size
+        self.token_embedding = text.token_embedding
+        self.positional_embedding = text.positional_embedding
+        self.ln_final = text.ln_final
+        self.text_projection = text.text_projection
         self.logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07))
         self.initialize_parameters()
+
+    @classmethod
+    def from_cfgs(
+        cls,
+        vision_cfg: VisionCfg,
+        text_cfg: TextCfg,
+        design_details: Mapping[str, Any] | None = None,
+    ) -> CLIP:
+        """A CLIP whose towers are described by ``vision_cfg`` and ``text_cfg`` alone."""
+        if vision_cfg.output_dim != text_cfg.output_dim:
+            raise ValueError(
+                f"image and text embeddings differ: {vision_cfg.output_dim} vs "
+                f"{text_cfg.output_dim}"
+            )
+        return cls(
+            embed_dim=vision_cfg.output_dim,
+            image_resolution=vision_cfg.image_size,
+            vision_layers=vision_cfg.layers,
+            vision_width=vision_cfg.width,
+            vision_patch_size=vision_cfg.patch_size,
+            context_length=text_cfg.context_length,
+            vocab_size=text_cfg.vocab_size,
+            transformer_width=text_cfg.width,
+            transformer_heads=text_cfg.heads,
+            transformer_layers=text_cfg.layers,
+            design_details=design_details,
+            vision_cfg=vision_cfg,
+            text_cfg=text_cfg,
+        )
 
     def initialize_parameters(self) -> None:
         """OpenAI's initialisation (used for fresh tiny models; checkpoints overwrite it)."""
@@ -556,10 +833,7 @@ class CLIP(nn.Module):
 
     def build_attention_mask(self) -> torch.Tensor:
         """Causal mask: additive ``-inf`` above the diagonal."""
-        mask = torch.empty(self.context_length, self.context_length)
-        mask.fill_(float("-inf"))
-        mask.triu_(1)
-        return mask
+        return causal_mask(self.context_length)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -593,7 +867,9 @@ class CLIP(nn.Module):
 
         Adds the positional embedding, runs the transformer (with MaPLe's ``deep_prompts`` if
         given), applies ``ln_final`` and projects the features at the EOT token, i.e. at
-        ``tokenized.argmax(-1)`` (EOT has the largest id). This is upstream's ``TextEncoder``.
+        ``tokenized.argmax(-1)`` (EOT has the largest id; with ``text_cfg.pool == "eos"`` the
+        first ``eos_id``, the same token for :func:`clip.tokenize` ids). This is upstream's
+        ``TextEncoder``.
         """
         x = prompts_embedded + self.positional_embedding.type(self.dtype)
         x = x.permute(1, 0, 2)  # NLD -> LND
@@ -603,7 +879,12 @@ class CLIP(nn.Module):
             x = self.transformer(x)
         x = x.permute(1, 0, 2)  # LND -> NLD
         x = self.ln_final(x).type(self.dtype)
-        eot = tokenized.argmax(dim=-1)
+        # Duck-typed callers (upstream ``TextEncoder`` layout) may lack ``text_cfg``: argmax.
+        text_cfg = getattr(self, "text_cfg", None)
+        if text_cfg is not None and text_cfg.pool == "eos":
+            eot = (tokenized == text_cfg.eos_id).int().argmax(dim=-1)
+        else:
+            eot = tokenized.argmax(dim=-1)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -740,7 +1021,7 @@ def _load_checked(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> 
     try:
         missing, unexpected = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise StateDictError(f"state dict does not fit the inferred architecture: {err}") from err
+        raise StateDictError(f"state dict does not fit the architecture: {err}") from err
     missing = [k for k in missing if not _is_prompt_param(k)]
     if missing or unexpected:
         raise StateDictError(
@@ -767,39 +1048,50 @@ def build_model(
 
 
 def build_visual(
-    state_dict: Mapping[str, torch.Tensor], design_details: Mapping[str, Any] | None = None
+    state_dict: Mapping[str, torch.Tensor],
+    design_details: Mapping[str, Any] | None = None,
+    vision_cfg: VisionCfg | None = None,
 ) -> nn.Module:
     """Build only the image tower from the ``visual.*`` keys (e.g. a distillation teacher).
 
     Returns a ``VisionTransformer`` or ``ModifiedResNet`` with ``output_dim`` and
-    ``input_resolution``, fp16 weights as in :func:`build_model`, in eval mode. Other keys of the
-    state dict (text tower) are ignored.
+    ``input_resolution``, in eval mode. Without ``vision_cfg`` the architecture is read off an
+    OpenAI state dict's shapes and the weights are fp16 as in :func:`build_model`; with it (a
+    converted checkpoint's tower) the weights keep the state dict's dtype. Other keys of the state
+    dict (text tower) are ignored.
     """
     if not isinstance(state_dict, Mapping):
         raise StateDictError(f"expected a state dict (mapping), got {type(state_dict).__name__}")
     visual_sd = {k[len("visual.") :]: v for k, v in state_dict.items() if k.startswith("visual.")}
-    arch = _infer_visual(state_dict)
-    details = resolve_design_details(design_details)
-    if isinstance(arch["vision_layers"], tuple):
-        if details["trainer"] in ("IVLP", "VPT") and details["vision_depth"] > 0:
-            raise ValueError("deep vision prompts need a ViT image tower, this one is a ResNet")
-        visual: nn.Module = ModifiedResNet(
-            layers=arch["vision_layers"],
-            output_dim=arch["embed_dim"],
-            heads=arch["vision_width"] * 32 // 64,
-            input_resolution=arch["image_resolution"],
-            width=arch["vision_width"],
+    if vision_cfg is None:
+        arch = _infer_visual(state_dict)
+        vision_cfg = openai_vision_cfg(
+            arch["embed_dim"],
+            arch["image_resolution"],
+            arch["vision_layers"],
+            arch["vision_width"],
+            arch["vision_patch_size"],
         )
+        visual = build_vision_tower(vision_cfg, design_details)
+        convert_weights(visual)
     else:
-        visual = VisionTransformer(
-            input_resolution=arch["image_resolution"],
-            patch_size=arch["vision_patch_size"],
-            width=arch["vision_width"],
-            layers=arch["vision_layers"],
-            heads=arch["vision_width"] // 64,
-            output_dim=arch["embed_dim"],
-            design_details=details,
-        )
-    convert_weights(visual)
+        visual = build_vision_tower(vision_cfg, design_details)
     _load_checked(visual, visual_sd)
     return visual.eval()
+
+
+def build_from_cfgs(
+    state_dict: Mapping[str, torch.Tensor],
+    vision_cfg: VisionCfg,
+    text_cfg: TextCfg,
+    design_details: Mapping[str, Any] | None = None,
+) -> CLIP:
+    """A CLIP of the given towers loaded strictly from ``state_dict`` (OpenAI key layout).
+
+    Used for converted checkpoints (Hugging Face, OpenCLIP), whose architecture is not readable
+    off tensor shapes (heads, activation, LayerNorm eps, pooling). The weights stay fp32; only
+    prompt parameters may be absent. Returns the model in eval mode.
+    """
+    model = CLIP.from_cfgs(vision_cfg, text_cfg, design_details)
+    _load_checked(model, state_dict)
+    return model.eval()

@@ -182,3 +182,94 @@ def save_torchscript(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
         traced = torch.jit.trace(model, (image, text), check_trace=False)
         torch.jit.save(traced, path)
     return path
+
+
+def _randomise_all(model: nn.Module, seed: int) -> None:
+    """Random norms/biases (as above) and LayerScale gammas, so every converted tensor matters."""
+    generator = torch.Generator().manual_seed(seed)
+    _randomise_affine(model, generator)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("gamma"):
+                param.copy_(0.5 + 0.2 * torch.randn(param.shape, generator=generator))
+
+
+def tiny_hf_clip_snapshot(
+    directory: str | os.PathLike,
+    text_config: Mapping | None = None,
+    vision_config: Mapping | None = None,
+    projection_dim: int = 24,
+    seed: int = 0,
+    preprocessor: Mapping | None = None,
+):
+    """Save a tiny random Hugging Face ``CLIPModel`` with ``save_pretrained``; return the model.
+
+    Needs ``transformers``. The sub-configs override small defaults (widths 48/64, 2 layers,
+    heads of 16 channels, 16-pixel images with 8-pixel patches; OpenAI's vocabulary and context
+    length, which :func:`clip.tokenize` feeds). ``preprocessor`` is written to
+    ``preprocessor_config.json`` when given.
+    """
+    import json
+
+    from transformers import CLIPConfig, CLIPModel
+
+    text = {
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 49408,
+        "max_position_embeddings": 77,
+        **(text_config or {}),
+    }
+    vision = {
+        "hidden_size": 48,
+        "intermediate_size": 80,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 3,
+        "image_size": 16,
+        "patch_size": 8,
+        **(vision_config or {}),
+    }
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    _randomise_all(model, seed)
+    model.save_pretrained(os.fspath(directory))
+    if preprocessor is not None:
+        with open(os.path.join(directory, "preprocessor_config.json"), "w") as f:
+            json.dump(dict(preprocessor), f)
+    return model
+
+
+def tiny_open_clip_model(config: Mapping, seed: int = 0):
+    """A random OpenCLIP ``CLIP`` of a model config dict (needs ``open_clip_torch``), eval mode."""
+    from open_clip.model import CLIP as OpenCLIP
+
+    kwargs = {k: v for k, v in config.items() if k != "preprocess_cfg"}
+    torch.manual_seed(seed)
+    model = OpenCLIP(**kwargs).eval()
+    _randomise_all(model, seed)
+    return model
+
+
+def fake_hf_cache(
+    cache: str | os.PathLike,
+    repo: str,
+    files: str | os.PathLike,
+    commit: str = "0123456789abcdef0123456789abcdef01234567",
+) -> str:
+    """Place the files of directory ``files`` in ``cache`` as huggingface_hub lays out ``repo``.
+
+    ``models--ORG--NAME/refs/main`` holds ``commit``; the files go to ``snapshots/<commit>/``
+    (real caches symlink them into ``blobs/``; copies resolve the same). Returns the snapshot.
+    """
+    import shutil
+
+    base = os.path.join(os.fspath(cache), "models--" + repo.replace("/", "--"))
+    os.makedirs(os.path.join(base, "refs"), exist_ok=True)
+    with open(os.path.join(base, "refs", "main"), "w") as f:
+        f.write(commit)
+    snapshot = os.path.join(base, "snapshots", commit)
+    shutil.copytree(os.fspath(files), snapshot)
+    return snapshot

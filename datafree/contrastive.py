@@ -77,7 +77,7 @@ def train_styles(
             tokenize([plain_template.format(classname=c) for c in classnames]).to(device),
         ).float()
         plain = plain / plain.norm(dim=-1, keepdim=True)
-    scale = float(model.logit_scale.exp())
+    scale = float(model.logit_scale.detach().exp())
     opt = torch.optim.Adam([styles], lr=lr)
     k = num_styles
     n_cls = min(classes_per_step, len(classnames))
@@ -98,10 +98,10 @@ def train_styles(
             off = (f @ f.t())[~torch.eye(k, dtype=torch.bool, device=device)].mean()
             rec = {
                 "step": step,
-                "loss": float(loss),
-                "diversity": float(div),
-                "content": float(content),
-                "mean_style_cos": float(off),
+                "loss": float(loss.detach()),
+                "diversity": float(div.detach()),
+                "content": float(content.detach()),
+                "mean_style_cos": float(off.detach()),
             }
             history.append(rec)
             logger.info(

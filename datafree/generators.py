@@ -1,6 +1,6 @@
 """Image generators: parameters -> images, one registry (``DATAFREE.GENERATOR.NAME``).
 
-A generator makes fresh, seeded parameters for a batch (:meth:`init_params`, one seed per image
+A generator (moved with ``.to(device)``) makes fresh, seeded parameters for a batch (:meth:`init_params`, one seed per image
 so an image does not depend on its batch-mates) and renders them (:meth:`render`) to images
 ``[B, 3, S, S]`` that should lie in [0, 1]; the synthesis loop clamps them and penalises the
 excess, so a generator may return values outside the range.
@@ -60,6 +60,10 @@ class FourierGenerator:
         self.scale = (1.0 / freq**decay) * math.sqrt(size * size)
         self.scale = self.scale / self.scale.mean()
 
+    def to(self, device: torch.device | str) -> FourierGenerator:
+        self.scale = self.scale.to(device)
+        return self
+
     def init_params(self, seeds: Sequence[int]) -> list[torch.Tensor]:
         shape = (3, self.size, self.size // 2 + 1, 2)
         spec = torch.stack([torch.randn(shape, generator=_seeded(s)) for s in seeds])
@@ -79,6 +83,10 @@ class VQGANGenerator:
     def __init__(self, decoder: VQGANDecoder):
         self.decoder = decoder
         self.size = decoder.resolution
+
+    def to(self, device: torch.device | str) -> VQGANGenerator:
+        self.decoder.to(device)
+        return self
 
     def init_params(self, seeds: Sequence[int]) -> list[torch.Tensor]:
         dim, h, w = self.decoder.latent_shape

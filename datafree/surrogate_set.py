@@ -212,7 +212,7 @@ def synthesize_set(
         device=device,
     )
     size = node.GENERATOR.SIZE or teacher.resolution
-    generator = build_generator(node.GENERATOR, size)
+    generator = build_generator(node.GENERATOR, size).to(device)
     aug = node.AUG
     cutouts = Cutouts(
         aug.CUTOUTS,

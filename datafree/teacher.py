@@ -122,7 +122,7 @@ def load_teacher(
         vectors, scale = cv.vectors, cv.logit_scale
     else:
         vectors = _plain_class_vectors(model, classnames, plain_template)
-        scale = float(model.logit_scale.exp())
+        scale = float(model.logit_scale.detach().exp())
     logger.info(
         "Teacher %s%s: %d classes, %d-d, %d px",
         name,

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils import InvalidInputError, UserInputError, listdir_nohidden, read_json, write_json
 from dassl.utils.logger import get_logger
 from dassl.utils.tools import atomic_write
 
@@ -81,7 +81,7 @@ DATA_ENV_VAR = "PROMPTKD_DATA"
 DOCS_PATH = "docs/DATASETS.md"
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(FileNotFoundError, UserInputError):
     """A dataset directory, split file, annotation file or image is missing or malformed."""
 
 
@@ -513,7 +513,21 @@ class CoOpDataset(DatasetBase):
     def fewshot_splits(
         self, train: list[Datum], val: list[Datum] | None, num_shots: int, seed: int
     ) -> tuple[list[Datum], list[Datum] | None]:
-        """K-shot train (and min(K, 4)-shot val), cached in ``split_fewshot/``."""
+        """K-shot train (and min(K, 4)-shot val), cached in ``split_fewshot/``.
+
+        K larger than the smallest class is refused: upstream silently takes fewer images of
+        such classes, which makes the "K-shot" results incomparable.
+        """
+        counts: dict[str, int] = defaultdict(int)
+        for item in train:
+            counts[item.classname] += 1
+        if counts and min(counts.values()) < num_shots:
+            small = min(counts, key=counts.get)
+            raise InvalidInputError(
+                f"DATASET.NUM_SHOTS {num_shots} is larger than the smallest class of "
+                f"{type(self).__name__}'s train split ({small!r}: {counts[small]} images): lower "
+                f"DATASET.NUM_SHOTS to at most {counts[small]}"
+            )
         path = self.fewshot_path(num_shots, seed)
         keys = ("train", "val") if val is not None else ("train",)
         if os.path.exists(path):

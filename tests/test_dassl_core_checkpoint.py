@@ -1,5 +1,6 @@
 """Checkpoint layout, atomic writes, weights-only loading and the restricted legacy loader."""
 
+import collections
 import os
 import pickle
 
@@ -11,6 +12,7 @@ from dassl.utils import (
     CheckpointError,
     LegacyCheckpointError,
     LegacyObject,
+    UnsafeCheckpointError,
     is_legacy_checkpoint_error,
     load_checkpoint,
     load_pretrained_weights,
@@ -160,13 +162,17 @@ def test_legacy_loader_never_executes_code(tmp_path):
     torch.save({"state_dict": {"w": torch.ones(2)}, "payload": _Evil(str(marker))}, f)
     with pytest.raises(LegacyCheckpointError):
         load_checkpoint(f, legacy=False)
-    ck = load_checkpoint(f, legacy=True)
+    # A pickle naming a code-running function is refused (issue 13), and nothing ran.
+    for mode in (True, "auto"):
+        with pytest.raises(UnsafeCheckpointError, match=r"evil\.pth.*refused.*system"):
+            load_checkpoint(f, legacy=mode)
     assert not marker.exists()
-    assert isinstance(ck["payload"], LegacyObject) and ck["payload"].pickled_name == "system"
+    # Other pickled objects (an upstream scheduler class) still become inert placeholders.
+    f2 = str(tmp_path / "legacy.pth")
+    torch.save({"state_dict": {"w": torch.ones(2)}, "payload": collections.Counter(a=1)}, f2)
+    ck = load_checkpoint(f2, legacy=True)
+    assert isinstance(ck["payload"], LegacyObject) and ck["payload"].pickled_name == "Counter"
     assert torch.equal(ck["state_dict"]["w"], torch.ones(2))
-    load_checkpoint(f, legacy="auto")
-    load_checkpoint(f)
-    assert not marker.exists()
 
 
 def test_missing_none_and_corrupt(tmp_path):

@@ -129,8 +129,11 @@ def test_base_load_model_handles_missing_val_result(tmp_path, capsys):
     assert (tmp_path / "prompt" / "checkpoint").read_text().strip() == "model.pth.tar-1"
     TrainerBase.load_model(tb, str(tmp_path), epoch=1)  # P4: val_result None must not crash
     assert "val_result=None" in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError, match="model-best.pth.tar"):
-        TrainerBase.load_model(tb, str(tmp_path))
+    # No model-best (the run did not select by val): the final weights are the last save.
+    TrainerBase.load_model(tb, str(tmp_path))
+    assert "model.pth.tar-1 to prompt" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="model.pth.tar-7"):
+        TrainerBase.load_model(tb, str(tmp_path), epoch=7)
     TrainerBase.load_model(tb, "")
     assert "load_model() is skipped" in capsys.readouterr().out
 

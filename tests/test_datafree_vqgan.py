@@ -128,3 +128,23 @@ def test_bad_vqgan_inputs(tiny_vqgan, tmp_path):
     torch.save({"state_dict": sd}, tmp_path / "broken.ckpt")
     with pytest.raises(VQGANError, match="missing .*decoder.conv_out.weight"):
         load_vqgan(cfg, str(tmp_path / "broken.ckpt"))
+
+
+def test_vqgan_generator_in_a_synthesis_step(tiny_vqgan):
+    from datafree.generators import VQGANGenerator
+    from datafree.synthesis import Cutouts, Synthesizer
+    from datafree.teacher import load_teacher
+
+    _, cfg, ckpt = tiny_vqgan
+    gen = VQGANGenerator(load_vqgan(cfg, ckpt))
+    (z,) = gen.init_params([5, 6])
+    (z6,) = gen.init_params([6])
+    torch.testing.assert_close(z[1:], z6)  # seeded per image
+    book = gen.decoder.codebook
+    dist = torch.cdist(z.detach().permute(0, 2, 3, 1).reshape(-1, EMBED_DIM), book.detach())
+    assert dist.min(dim=1).values.max() < 1e-4  # every latent starts at a codebook entry
+    teacher = load_teacher("toy-teacher", ["red circle", "blue square"])
+    synth = Synthesizer(teacher, gen, Cutouts(2, 32), steps=2, lr=0.1, range_weight=1.0)
+    out = synth.run(teacher.class_vectors, torch.tensor([0, 1]), [5, 6], batch_seed=0)
+    assert out.images.shape == (2, 16, 16, 3) and out.images.dtype.name == "uint8"
+    assert len(out.probs) == 2 and all(0 < p < 1 for p in out.probs)

@@ -162,6 +162,8 @@ def test_export_tool_matches_upstream_text_features(upstream_ckpt):
             "ToyShapes",
             "MODEL.BACKBONE.NAME",
             upstream_ckpt["clip"],
+            "DATALOADER.NUM_WORKERS",
+            "0",
             "INPUT.SIZE",
             "(16, 16)",
             "TRAINER.PROMPTSRC.PREC",

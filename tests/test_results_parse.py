@@ -224,3 +224,20 @@ def test_compact_view_orders_methods_and_rejects_unknown_ones(tmp_path, capsys):
     assert lines[0][8] == f"{2 * 31 * 41 / 72:.2f}" and lines[0][-1] == "2/2"
     rc, _, _ = run_main(capsys, str(tmp_path), "--compact", "--methods", "zs", "nope")
     assert rc == 1
+
+
+def test_compact_view_counts_seeds_and_keeps_average_label_and_notes(tmp_path, capsys):
+    # Regression: a 2-of-3-seeds row used to read "1/2", and the average label and the
+    # missing-seed notes were dropped from the compact view.
+    for seed in (1, 2, 3):
+        write_result(tmp_path / "kd" / "EuroSAT" / f"seed{seed}", base=90.0, new=80.0)
+    for seed in (1, 2):
+        write_result(tmp_path / "kd" / "DescribableTextures" / f"seed{seed}", base=50.0, new=40.0)
+    rc, out, _ = run_main(capsys, str(tmp_path), "--compact")
+    assert rc == 0
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("kd ")}
+    assert rows["EuroSAT"].rstrip().endswith("3/3")
+    assert rows["DescribableTextures"].rstrip().endswith("2/3")
+    assert "Average (1 of 2 datasets)" in out
+    assert "DescribableTextures: missing seed(s) 3" in out
+    assert "excluded (incomplete): DescribableTextures" in out

@@ -93,7 +93,7 @@ CASES = {
             "DATASET.NAME",
             "EngineToyData",
         ],
-        ["FileNotFoundError", "engine_toy"],
+        ["not found", "engine_toy", "DATASET.ROOT"],
     ),
     "missing model dir": (
         lambda r, c, o: (

@@ -40,7 +40,7 @@ from trainers.class_vectors import CLASS_VECTORS_FILE, write_teacher_class_vecto
 
 logger = get_logger(__name__)
 
-__all__ = ["main", "export_class_vectors", "default_output"]
+__all__ = ["main", "export_class_vectors", "default_output", "load_teacher"]
 
 
 def default_output(teacher_weights: str) -> str:
@@ -56,8 +56,8 @@ def default_output(teacher_weights: str) -> str:
     )
 
 
-def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
-    """Build ``cfg.TRAINER.NAME``, load ``teacher_weights``, write the class vectors."""
+def load_teacher(cfg, teacher_weights: str):
+    """``(trainer, weights file)``: ``cfg.TRAINER.NAME`` built and loaded from ``teacher_weights``."""
     trainer = build_trainer(cfg)
     missing = [
         m
@@ -69,7 +69,12 @@ def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
             f"Trainer {cfg.TRAINER.NAME} does not follow the teacher protocol (missing "
             f"{missing}); subclass trainers.prompt_trainer.PromptTrainer or implement them"
         )
-    file = trainer.load_weights(teacher_weights)
+    return trainer, trainer.load_weights(teacher_weights)
+
+
+def export_class_vectors(cfg, teacher_weights: str, output: str) -> str:
+    """Build ``cfg.TRAINER.NAME``, load ``teacher_weights``, write the class vectors."""
+    trainer, file = load_teacher(cfg, teacher_weights)
     return write_teacher_class_vectors(trainer, output, file or None)
 
 

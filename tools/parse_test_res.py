@@ -600,19 +600,27 @@ def render_compact(tables: list[MethodTable], fmt: str = "text") -> str:
     """
     headers = ["Method", "Dataset", "Base", "New", "HM", "Accuracy", "Seeds"]
     body = []
+    notes = []
     for table in tables:
         rows = list(table.rows)
         if table.average is not None and len(table.rows) > 1:
             rows.append(table.average)
+        n_expected = len(table.expected_seeds)
         for row in rows:
             cells = [_cell(getattr(row, k)) for k in ("base", "new", "hm", "accuracy")]
-            seeds = f"{len(row.seeds) - len(row.missing_seeds)}/{len(row.seeds)}"
-            body.append([table.method, row.dataset, *cells, seeds])
+            # Same counts and labels as the per-method tables: seeds with a result / expected.
+            label = _average_label(row, len(table.rows)) if row is table.average else row.dataset
+            body.append([table.method, label, *cells, f"{len(row.seeds)}/{n_expected}"])
+        notes.extend(f"{table.method}: {note}" for note in _notes(table))
     keep = [i for i in range(len(headers)) if i < 2 or i == 6 or any(r[i] != "-" for r in body)]
     headers = [headers[i] for i in keep]
     body = [[r[i] for i in keep] for r in body]
     tablefmt = "github" if fmt == "markdown" else "simple"
-    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n"
+    out = tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True) + "\n"
+    if notes:
+        prefix = "- " if fmt == "markdown" else "note: "
+        out += "\n" + "".join(f"{prefix}{note}\n" for note in notes)
+    return out
 
 
 def order_tables(tables: list[MethodTable], methods: Sequence[str] | None) -> list[MethodTable]:

@@ -37,12 +37,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dassl.utils.errors import InputFileNotFoundError, InvalidInputError, UserInputError
+
 __all__ = [
     "CLASS_VECTORS_FILE",
     "FORMAT_VERSION",
     "TENSOR_KEY",
     "ClassVectors",
     "ClassVectorMismatch",
+    "ClassVectorFileError",
     "save_class_vectors",
     "load_class_vectors",
     "sha256_file",
@@ -53,8 +56,18 @@ TENSOR_KEY = "class_vectors"
 CLASS_VECTORS_FILE = "class_vectors.safetensors"
 
 
-class ClassVectorMismatch(ValueError):
+class ClassVectorMismatch(ValueError, UserInputError):
     """The class-vector file does not fit the dataset or the model."""
+
+
+class ClassVectorFileError(InvalidInputError):
+    """The class-vector file is truncated, corrupt or not a class-vector file."""
+
+
+_REEXPORT = (
+    "re-create it: rerun the teacher (it writes <out>/class_vectors.safetensors) or "
+    "tools/export_class_vectors.py"
+)
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
@@ -185,22 +198,35 @@ def load_class_vectors(
     from safetensors import safe_open
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"Class-vector file not found: {path}. Train a teacher (PromptKDTeacher writes "
             f"<out>/class_vectors.safetensors) or export one with tools/export_class_vectors.py, "
             f"then set TRAINER.PROMPTKD.CLASS_VECTORS or TRAINER.PROMPTKD.TEACHER_WEIGHTS."
         )
-    with safe_open(path, framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        if TENSOR_KEY not in f.keys():
-            raise ValueError(f"{path} has no tensor {TENSOR_KEY!r}; not a class-vector file")
-        vectors = f.get_tensor(TENSOR_KEY).float()
-        prompts = None
-        if meta.get("vision_prompts") == "embedded":
-            prompts = {k: f.get_tensor(k) for k in f.keys() if k.startswith("image_encoder.")}
-    version = int(meta.get("format_version", "0"))
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if TENSOR_KEY not in f.keys():
+                raise ClassVectorFileError(
+                    f"{path} has no tensor {TENSOR_KEY!r}; not a class-vector file: {_REEXPORT}"
+                )
+            vectors = f.get_tensor(TENSOR_KEY).float()
+            prompts = None
+            if meta.get("vision_prompts") == "embedded":
+                prompts = {k: f.get_tensor(k) for k in f.keys() if k.startswith("image_encoder.")}
+    except UserInputError:
+        raise
+    except Exception as e:  # safetensors' SafetensorError ("invalid header length"), OSError...
+        raise ClassVectorFileError(
+            f"Class-vector file {path} (TRAINER.PROMPTKD.CLASS_VECTORS) is truncated or corrupt "
+            f"({e}); {_REEXPORT}"
+        ) from e
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        version = -1
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise ClassVectorFileError(
             f"{path}: class-vector format version {version} is not supported (expected "
             f"{FORMAT_VERSION}); re-export it with tools/export_class_vectors.py"
         )
@@ -208,8 +234,10 @@ def load_class_vectors(
         names = json.loads(meta["classnames"])
         b0, b1 = json.loads(meta["base_classes"])
         n0, n1 = json.loads(meta["new_classes"])
-    except KeyError as e:
-        raise ValueError(f"{path}: metadata key {e} missing; not a class-vector file") from e
+    except (KeyError, ValueError, TypeError) as e:
+        raise ClassVectorFileError(
+            f"{path}: metadata {e} missing or malformed; not a class-vector file: {_REEXPORT}"
+        ) from e
     cv = ClassVectors(
         vectors=vectors,
         classnames=list(names),
@@ -225,7 +253,7 @@ def load_class_vectors(
         vision_prompts=prompts,
     )
     if len(cv.classnames) != cv.num_classes:
-        raise ValueError(
+        raise ClassVectorFileError(
             f"{path}: {cv.num_classes} vectors but {len(cv.classnames)} class names in metadata"
         )
     cv.validate(classnames, dim)

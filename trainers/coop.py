@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import clip
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.logger import get_logger
 
-from .prompt_learner import PromptedCLIP, prompt_texts
+from .prompt_learner import PromptedCLIP, VLPromptLearner
 from .prompt_trainer import PromptTrainer
 
 __all__ = ["CoOpPromptLearner", "CoOp"]
@@ -27,7 +26,13 @@ logger = get_logger(__name__)
 POSITIONS = ("end", "middle", "front")
 
 
-class CoOpPromptLearner(nn.Module):
+def name_lengths(classnames: Sequence[str]) -> list[int]:
+    """BPE token count of each class name (where the middle/front positions cut the suffix)."""
+    tok = clip.clip._get_tokenizer()
+    return [len(tok.encode(c.replace("_", " "))) for c in classnames]
+
+
+class CoOpPromptLearner(VLPromptLearner):
     """``[SOT] ctx_1..ctx_M [CLASS]. [EOT]`` with the class token at the end, middle or front."""
 
     def __init__(
@@ -39,7 +44,7 @@ class CoOpPromptLearner(nn.Module):
         csc: bool = False,
         position: str = "end",
     ):
-        super().__init__()
+        nn.Module.__init__(self)  # CoOp's own context rules (any CTX_INIT length, CSC)
         if position not in POSITIONS:
             raise ValueError(
                 f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, got {position!r}"
@@ -62,25 +67,11 @@ class CoOpPromptLearner(nn.Module):
         logger.info(f"Number of context words (tokens): {n_ctx}")
         self.ctx = nn.Parameter(ctx)
         self.n_ctx, self.n_cls, self.position = n_ctx, n_cls, position
-        prefix, suffix, tokenized, name_lens = self.embed_classnames(classnames)
+        prefix, suffix, tokenized = self.embed_classnames(classnames)
         self.register_buffer("token_prefix", prefix)
         self.register_buffer("token_suffix", suffix)
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        self.name_lens = name_lens
-
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        weight = self._token_embedding[0].weight
-        return F.embedding(tokens.to(weight.device), weight)
-
-    @torch.no_grad()
-    def embed_classnames(
-        self, classnames: Sequence[str]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-        tok = clip.clip._get_tokenizer()
-        name_lens = [len(tok.encode(c.replace("_", " "))) for c in classnames]
-        tokenized = clip.tokenize(prompt_texts(self.prompt_prefix, classnames))
-        emb = self._embed(tokenized).float()
-        return emb[:, :1].clone(), emb[:, 1 + self.n_ctx :].clone(), tokenized, name_lens
+        self.name_lens = name_lengths(classnames)
 
     def build(
         self, prefix: torch.Tensor, suffix: torch.Tensor, name_lens: list[int]
@@ -111,9 +102,10 @@ class CoOpPromptLearner(nn.Module):
         return self.build(self.token_prefix, self.token_suffix, self.name_lens)
 
     def prompts_for(self, classnames: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        prefix, suffix, tokenized, name_lens = self.embed_classnames(classnames)
+        prefix, suffix, tokenized = self.embed_classnames(classnames)
         dev = self.ctx.device
-        return self.build(prefix.to(dev), suffix.to(dev), name_lens), tokenized.to(dev)
+        prompts = self.build(prefix.to(dev), suffix.to(dev), name_lengths(classnames))
+        return prompts, tokenized.to(dev)
 
 
 @TRAINER_REGISTRY.register()

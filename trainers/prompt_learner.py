@@ -26,7 +26,6 @@ from torch import nn
 
 import clip
 from clip.model import CLIP
-from dassl.engine.trainer import CLASSNAME_BUFFERS
 from dassl.utils.logger import get_logger
 
 __all__ = [
@@ -35,15 +34,10 @@ __all__ = [
     "FixedPromptLearner",
     "PromptedCLIP",
     "prompt_texts",
-    "fixed_buffer_keys",
+    "l2_normalize",
 ]
 
 logger = get_logger(__name__)
-
-
-def fixed_buffer_keys(prefix: str = "prompt_learner.") -> tuple[str, ...]:
-    """Class-name-dependent buffers that are never loaded from a checkpoint (upstream names)."""
-    return tuple(prefix + n for n in CLASSNAME_BUFFERS)
 
 
 def prompt_texts(prefix_text: str, classnames: Sequence[str]) -> list[str]:
@@ -60,6 +54,7 @@ class TextEncoder(nn.Module):
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
+        self.text_cfg = getattr(clip_model, "text_cfg", None)  # EOT pooling rule
 
     @property
     def dtype(self) -> torch.dtype:
@@ -170,7 +165,8 @@ class FixedPromptLearner(nn.Module):
         return self.embedded_prompts
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, in float32."""
     x = x.float()
     return x / x.norm(dim=-1, keepdim=True)
 
@@ -196,11 +192,11 @@ class PromptedCLIP(nn.Module):
             prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
         else:
             prompts, tokenized = self.prompt_learner.prompts_for(classnames)
-        return _normalize(self.text_encoder(prompts, tokenized))
+        return l2_normalize(self.text_encoder(prompts, tokenized))
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised image features (float32)."""
-        return _normalize(self.image_encoder(images.to(self.image_encoder.conv1.weight.dtype)))
+        return l2_normalize(self.image_encoder(images.to(self.image_encoder.conv1.weight.dtype)))
 
     def logits(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """``logit_scale * f_img @ text^T`` against given (normalised) text features."""

@@ -19,7 +19,6 @@ trainer, whatever its method):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,10 +28,12 @@ from torch import nn
 
 import clip
 from dassl.engine import TrainerX
+from dassl.engine.checkpointer import find_checkpoint
 from dassl.engine.evaluation import EvalSubset
 from dassl.engine.precision import cast_frozen
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
 from .teacher_io import load_teacher_state_dict, read_teacher_state_dict, vision_prompts_of
@@ -78,7 +79,7 @@ class PromptTrainer(TrainerX):
         clip_model, _ = clip.load(name, device="cpu", design_details=design_details)
         res = clip_model.visual.input_resolution
         if self.cfg.INPUT.SIZE[0] != res:
-            raise ValueError(
+            raise InvalidInputError(
                 f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not match the CLIP input "
                 f"resolution {res} of {name}"
             )
@@ -162,10 +163,5 @@ class PromptTrainer(TrainerX):
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
-        name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        path = os.path.join(directory, self.model_name, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f'Model not found at "{path}" (check --model-dir and --load-epoch)'
-            )
-        self.load_weights(path)
+        # The engine's one rule: model-best if the run selected by val, else its last save.
+        self.load_weights(find_checkpoint(directory, self.model_name, epoch, purpose="final"))

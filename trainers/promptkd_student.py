@@ -39,9 +39,11 @@ from torch import nn
 import clip
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.checkpointer import CheckpointMismatchError, run_dir_of
 from dassl.engine.evaluation import EvalSubset, full_class_info
 from dassl.engine.precision import cast_frozen
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import InputFileNotFoundError, InvalidInputError, load_checkpoint
 from dassl.utils.logger import get_logger
 
 from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors
@@ -128,24 +130,24 @@ class PromptKDStudent(TrainerX):
     def check_cfg(self, cfg: Any) -> None:
         kd = cfg.TRAINER.PROMPTKD
         if cfg.TRAINER.MODAL not in MODALS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.MODAL must be one of {list(MODALS)}, got {cfg.TRAINER.MODAL!r}"
             )
         if kd.KD_NORM not in KD_NORMALIZATIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.KD_NORM must be one of {list(KD_NORMALIZATIONS)}, got {kd.KD_NORM!r}"
             )
         if kd.PROJECTOR not in PROJECTOR_TYPES:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.PROJECTOR must be one of {list(PROJECTOR_TYPES)}, got {kd.PROJECTOR!r}"
             )
         if kd.CE_WEIGHT != 0.0:
-            raise ValueError(
+            raise InvalidInputError(
                 "TRAINER.PROMPTKD.CE_WEIGHT must be 0.0: the PromptKD student is unsupervised and "
                 "never reads labels (upstream also ignores this key)"
             )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
-            raise ValueError(
+            raise InvalidInputError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "
                 "dir or checkpoint) and/or TRAINER.PROMPTKD.CLASS_VECTORS (.safetensors)"
             )
@@ -196,19 +198,40 @@ class PromptKDStudent(TrainerX):
             return kd.CLASS_VECTORS
         weights = kd.TEACHER_WEIGHTS
         if is_clip_reference(weights):
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.PROMPTKD.TEACHER_WEIGHTS {weights!r} is a CLIP: set "
                 "TRAINER.PROMPTKD.CLASS_VECTORS to its exported class vectors (tools/"
                 "export_class_vectors.py --trainer ZeroshotCLIP --teacher-weights ...)"
             )
-        run_dir = (
-            weights
-            if os.path.isdir(weights)
-            else os.path.dirname(os.path.dirname(os.path.abspath(weights)))
-        )
-        if os.path.basename(os.path.normpath(run_dir)) == MODEL_NAME:
-            run_dir = os.path.dirname(os.path.normpath(run_dir))
-        return os.path.join(run_dir, CLASS_VECTORS_FILE)
+        # The side file sits in the teacher's run directory (the engine's run-dir rule).
+        return os.path.join(run_dir_of(weights, MODEL_NAME), CLASS_VECTORS_FILE)
+
+    def load_init_weights(self) -> None:
+        """``MODEL.INIT_WEIGHTS`` (as the official student reads it in build_model): the
+        tensors whose names and shapes match the student; none matching is an error."""
+        path = self.cfg.MODEL.INIT_WEIGHTS
+        if not path:
+            return
+        if not os.path.isfile(path):
+            raise InputFileNotFoundError(
+                f"MODEL.INIT_WEIGHTS {path} does not exist: give a student checkpoint file or "
+                "leave the key empty"
+            )
+        ckpt = load_checkpoint(path, legacy="auto")
+        sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
+        own = self.model.state_dict()
+        matched = {}
+        for k, v in sd.items():
+            k = k[len("module.") :] if k.startswith("module.") else k
+            if k in own and torch.is_tensor(v) and v.shape == own[k].shape:
+                matched[k] = v
+        if not matched:
+            raise CheckpointMismatchError(
+                f"MODEL.INIT_WEIGHTS {path}: no tensor matches the student's names and shapes; "
+                "give a checkpoint of this student (same backbone and prompt settings)"
+            )
+        self.model.load_state_dict(matched, strict=False)
+        logger.info(f"MODEL.INIT_WEIGHTS: {len(matched)} tensors initialised from {path}")
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -234,13 +257,14 @@ class PromptKDStudent(TrainerX):
         visual = student_clip.visual
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
-            raise ValueError(
+            raise InvalidInputError(
                 f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the student's input resolution {res}"
             )
         projector = build_projector(
             kd.PROJECTOR, visual.output_dim, self.class_vectors.dim, kd.PROJECT_LAYER
         )
         self.model = StudentCLIP(visual, projector, student_clip.logit_scale)
+        self.load_init_weights()
         for name, p in self.model.named_parameters():
             p.requires_grad_("VPT" in name or name.startswith("VPT_image_trans."))
         cast_frozen(self.model, self.precision.frozen_dtype).to(self.device)
@@ -267,6 +291,7 @@ class PromptKDStudent(TrainerX):
                 {"image_encoder." + k[7:]: v for k, v in sd.items() if k.startswith("visual.")},
                 teacher_vision_design({}, kd.TEACHER_WEIGHTS),
                 kd.TEACHER_WEIGHTS,
+                kd.TEACHER_WEIGHTS,  # the architecture of a converted CLIP
             )
             return visual, float(sd["logit_scale"].float().exp())
         if cv.vision_prompts is not None:
@@ -281,7 +306,7 @@ class PromptKDStudent(TrainerX):
             visual = build_teacher_visual(cv.vision_prompts, design, cv.path, base)
             return visual, cv.logit_scale
         if not kd.TEACHER_WEIGHTS:
-            raise ValueError(
+            raise InvalidInputError(
                 "Training needs TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run dir or checkpoint)"
             )
         sd, file, _ = read_teacher_state_dict(kd.TEACHER_WEIGHTS, (MODEL_NAME,))
@@ -291,9 +316,16 @@ class PromptKDStudent(TrainerX):
             f"Teacher vision prompts (from the checkpoint): depth {design['vision_depth']}, "
             f"{design['vision_ctx']} tokens"
         )
+        recorded = self.class_vectors.teacher_backbone
+        if recorded and recorded != kd.TEACHER_NAME and clip.clip.source_kind(recorded) != "openai":
+            raise CheckpointMismatchError(
+                f"the class vectors come from teacher {recorded!r}, but TRAINER.PROMPTKD."
+                f"TEACHER_NAME is {kd.TEACHER_NAME!r}; set it to {recorded!r} (a converted "
+                "teacher's architecture is read from that name, not from the checkpoint)"
+            )
         visual = build_teacher_visual(sd, design, file, kd.TEACHER_NAME)
         if "logit_scale" not in sd:
-            raise RuntimeError(f"Teacher checkpoint {file} has no logit_scale")
+            raise CheckpointMismatchError(f"Teacher checkpoint {file} has no logit_scale")
         return visual, float(sd["logit_scale"].float().exp())
 
     def build_distiller(self) -> Distiller:
@@ -332,7 +364,8 @@ class PromptKDStudent(TrainerX):
         t_logits = self.teacher_logits(images, batch)
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
         loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
-        self.model_backward_and_update(loss)
+        terms = {"loss_kd": loss, "student_logits_max": s_logits.detach().abs().max()}
+        self.model_backward_and_update(loss, terms=terms)
         return {"loss": loss.item()}
 
     def selects_best_val(self) -> bool:

@@ -46,7 +46,14 @@ class PromptKDTeacher(PromptSRC):
         self.write_class_vectors()
 
     def write_class_vectors(self, path: str | None = None) -> str | None:
-        """Store the teacher text features of ALL classes (rank 0); returns the file path."""
+        """Store the teacher text features of ALL classes (rank 0); returns the file path.
+
+        They come from the weights deployed for the final evaluation, which the engine's one
+        rule names (:func:`dassl.engine.checkpointer.find_checkpoint`): ``model-best`` under
+        ``TEST.FINAL_MODEL best_val`` (the best on val of the single epochs and, at the last
+        epoch, the GPA aggregate), else the last save (GPA applied). The metadata's SHA-256 is
+        that file's, which holds exactly the weights in memory here.
+        """
         if not dist.is_main_process():
             return None
         try:

@@ -11,7 +11,6 @@ that tower outside the saved model).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,21 +18,18 @@ import torch
 
 import clip
 from dassl.engine import TRAINER_REGISTRY
-from dassl.engine import distributed as dist
 from dassl.metrics import compute_accuracy
 from dassl.utils.logger import get_logger
 
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .ivlp import IVLP
-from .prompt_learner import _normalize
+from .prompt_learner import l2_normalize
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .zero_shot import build_zero_shot_classifier
 
-__all__ = ["PromptSRC", "GPA_STATE_FILE"]
+__all__ = ["PromptSRC"]
 
 logger = get_logger(__name__)
-
-GPA_STATE_FILE = "gpa_state.pt"
 
 
 @TRAINER_REGISTRY.register()
@@ -59,16 +55,24 @@ class PromptSRC(IVLP):
     def build_model(self) -> None:
         super().build_model()
         cfg, node = self.cfg, self.node
-        # Frozen zero-shot CLIP: image tower + template-ensemble text features (PromptSRC SCL).
-        zs_clip, _ = clip.load(cfg.MODEL.BACKBONE.NAME, device="cpu")
-        zs_clip.requires_grad_(False)
-        zs_clip.to(self.precision.frozen_dtype).to(self.device).eval()
-        self.zs_visual = zs_clip.visual
-        self.fixed_text_features = self._template_features(zs_clip, self.dm.dataset.classnames)
+        self.zs_visual = self.fixed_text_features = None  # built for training only (frozen_clip)
         self.criterion = PromptSRCLoss(node.TEXT_LOSS_WEIGHT, node.IMAGE_LOSS_WEIGHT)
         self.gpa = GaussianPromptAggregator(
             gpa_weights(cfg.OPTIM.MAX_EPOCH, node.GPA_MEAN, node.GPA_STD)
         )
+
+    def build_frozen_clip(self) -> None:
+        """The frozen zero-shot CLIP of the SCL losses: image tower + template text features.
+
+        Built when training starts (evaluation and class-vector export never need it), under a
+        forked RNG so that building it does not shift the training randomness.
+        """
+        with torch.random.fork_rng(devices=[]):
+            zs_clip, _ = clip.load(self.cfg.MODEL.BACKBONE.NAME, device="cpu")
+        zs_clip.requires_grad_(False)
+        zs_clip.to(self.precision.frozen_dtype).to(self.device).eval()
+        self.zs_visual = zs_clip.visual
+        self.fixed_text_features = self._template_features(zs_clip, self.dm.dataset.classnames)
 
     @torch.no_grad()
     def _template_features(self, zs_clip: Any, classnames: Sequence[str]) -> torch.Tensor:
@@ -89,6 +93,8 @@ class PromptSRC(IVLP):
 
     def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
         images, labels = self.parse_batch_train(batch)
+        if self.zs_visual is None:
+            self.build_frozen_clip()
         model = self.model
         with self.precision.autocast():
             scale = model.logit_scale.exp().float()
@@ -96,39 +102,38 @@ class PromptSRC(IVLP):
             feats = model.image_features(images)
             logits = scale * feats @ text.t()
             with torch.no_grad():
-                zs_feats = _normalize(self.zs_visual(images.to(self.precision.frozen_dtype)))
+                zs_feats = l2_normalize(self.zs_visual(images.to(self.precision.frozen_dtype)))
                 zs_logits = scale * zs_feats @ self.fixed_text_features.t()
         losses = self.criterion(
             logits, labels, text, self.fixed_text_features, feats, zs_feats, zs_logits
         )
-        self.model_backward_and_update(losses["loss"])
+        self.model_backward_and_update(losses["loss"], terms=losses)
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = compute_accuracy(logits, labels)[0].item()
         return summary
 
+    def trainer_state_dict(self) -> dict[str, Any]:
+        """GPA's running aggregate, saved inside every checkpoint (as timm keeps EMA weights):
+        resuming from epoch N's file restores GPA over epochs <= N only."""
+        return {"gpa": self.gpa.state_dict()}
+
+    def load_trainer_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("gpa") is not None:
+            self.gpa.load_state_dict(state["gpa"], self.device)
+            logger.info(f"Resumed GPA state (epochs {self.gpa.epochs_seen})")
+
     def before_train(self) -> None:
         super().before_train()
-        path = os.path.join(self.output_dir, GPA_STATE_FILE)
-        if self.start_epoch > 0:
-            if os.path.isfile(path):
-                self.gpa.load_state_dict(
-                    torch.load(path, map_location="cpu", weights_only=True), self.device
-                )
-                logger.info(f"Resumed GPA state from {path} (epochs {self.gpa.epochs_seen})")
-            else:
-                logger.warning(
-                    f"Resuming at epoch {self.start_epoch} without {path}: GPA restarts and "
-                    "ignores the epochs trained before"
-                )
+        if self.start_epoch > 0 and not self.gpa.epochs_seen:
+            logger.warning(
+                f"Resuming at epoch {self.start_epoch} from a checkpoint without GPA state: GPA "
+                "restarts and ignores the epochs trained before"
+            )
 
     def after_epoch(self) -> None:
-        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate (then saved).
+        # GPA: accumulate the epoch-end prompts; the last epoch deploys the aggregate, which is
+        # evaluated on val like any epoch (best_val may select it) and saved.
         self.gpa.update(self.model, self.epoch)
-        if dist.is_main_process():
-            tmp = os.path.join(self.output_dir, GPA_STATE_FILE + ".tmp")
-            os.makedirs(self.output_dir, exist_ok=True)
-            torch.save(self.gpa.state_dict(), tmp)
-            os.replace(tmp, os.path.join(self.output_dir, GPA_STATE_FILE))
         if (self.epoch + 1) == self.max_epoch:
             logger.info("Using GPA model for final inference...")
             self.gpa.apply(self.model)

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from clip.model import build_visual
+from dassl.engine.checkpointer import CheckpointMismatchError, find_checkpoint
 from dassl.engine.trainer import CLASSNAME_BUFFERS
-from dassl.utils import load_checkpoint
+from dassl.utils import InputFileNotFoundError, InvalidInputError, load_checkpoint
 
 __all__ = [
     "ZS_PREFIX",
@@ -40,9 +41,9 @@ DEFAULT_MODEL_NAMES = ("VLPromptLearner", "MultiModalPromptLearner", "prompt_lea
 
 def is_clip_reference(name: str) -> bool:
     """Whether ``name`` is a CLIP model name or a CLIP checkpoint file (not a trainer run)."""
-    from clip.clip import _MODELS, read_state_dict
+    from clip.clip import _MODELS, read_state_dict, source_kind
 
-    if name in _MODELS:
+    if name in _MODELS or source_kind(name) != "openai":  # + hf-hub:, open_clip:, HF snapshots
         return True
     if not os.path.isfile(name):
         return False
@@ -54,11 +55,10 @@ def is_clip_reference(name: str) -> bool:
 
 
 def clip_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """The state dict of a CLIP given by name or path."""
-    from clip.clip import _MODELS, _download, read_state_dict
+    """The state dict (OpenAI key layout) of a CLIP given by any name or path ``clip.load`` takes."""
+    from clip.clip import resolve_clip
 
-    path = _download(_MODELS[name]) if name in _MODELS else name
-    return read_state_dict(path)[0]
+    return resolve_clip(name).state_dict
 
 
 def resolve_teacher_checkpoint(
@@ -66,38 +66,17 @@ def resolve_teacher_checkpoint(
 ) -> str:
     """A checkpoint file from a file path or a run dir (``<dir>/<model name>/...``).
 
-    In a directory the ``checkpoint`` pointer wins, then ``model-best.pth.tar``, then the
-    highest ``model.pth.tar-N``.
+    The engine's one rule (:func:`dassl.engine.checkpointer.find_checkpoint`, "final"): in a
+    directory ``model-best.pth.tar`` (the deployed weights of a ``best_val`` run), else the
+    latest save named by the ``checkpoint`` pointer, else the highest ``model.pth.tar-N``.
     """
-    if os.path.isfile(path):
-        return path
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
+    if not os.path.exists(path):
+        raise InputFileNotFoundError(
             f"Teacher weights not found: {path} (TRAINER.PROMPTKD.TEACHER_WEIGHTS / "
             f"--teacher-weights must be a run dir, a checkpoint file or a CLIP name)"
         )
-    model_dir = next(
-        (os.path.join(path, n) for n in model_names if os.path.isdir(os.path.join(path, n))), path
-    )
-    pointer = os.path.join(model_dir, "checkpoint")
-    if os.path.isfile(pointer):
-        with open(pointer, encoding="utf-8") as f:
-            name = f.readline().strip()
-        if name and os.path.isfile(os.path.join(model_dir, name)):
-            return os.path.join(model_dir, name)
-    best = os.path.join(model_dir, "model-best.pth.tar")
-    if os.path.isfile(best):
-        return best
-    numbered = []
-    for name in os.listdir(model_dir):
-        if name.startswith("model.pth.tar-") and name.rsplit("-", 1)[1].isdigit():
-            numbered.append((int(name.rsplit("-", 1)[1]), name))
-    if not numbered:
-        raise FileNotFoundError(
-            f"No checkpoint in {model_dir} (expected <model name>/model.pth.tar-N or "
-            f"model-best.pth.tar, model names tried: {list(model_names)})"
-        )
-    return os.path.join(model_dir, max(numbered)[1])
+    model_name = next((n for n in model_names if os.path.isdir(os.path.join(path, n))), "")
+    return find_checkpoint(path, model_name, purpose="final")
 
 
 def _is_classname_buffer(key: str) -> bool:
@@ -117,7 +96,7 @@ def read_teacher_state_dict(
     ckpt = load_checkpoint(file, legacy="auto")
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
-        raise ValueError(f"{file} holds no state dict (expected a Dassl checkpoint)")
+        raise InvalidInputError(f"{file} holds no state dict (expected a Dassl checkpoint)")
     out = {}
     for k, v in sd.items():
         k = k[len("module.") :] if k.startswith("module.") else k
@@ -141,7 +120,7 @@ def load_teacher_state_dict(
         if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or shapes:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} does not match the model built from the config "
             f"(prompt lengths/depths, MODEL.BACKBONE.NAME): missing keys "
             f"{missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
@@ -167,26 +146,34 @@ def build_teacher_visual(
         "visual." + k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
     }
     if not visual_sd and not base_clip:
-        raise RuntimeError(f"Teacher checkpoint {source} has no image_encoder.* keys")
-    if "visual.conv1.weight" not in visual_sd:
-        if not base_clip:
-            raise RuntimeError(
-                f"Teacher checkpoint {source} holds only prompt weights; set "
-                "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
-            )
-        merged = {k: v for k, v in clip_state_dict(base_clip).items() if k.startswith("visual.")}
+        raise CheckpointMismatchError(f"Teacher checkpoint {source} has no image_encoder.* keys")
+    from clip.clip import resolve_clip, source_kind
+
+    prompts_only = "visual.conv1.weight" not in visual_sd
+    if prompts_only and not base_clip:
+        raise CheckpointMismatchError(
+            f"Teacher checkpoint {source} holds only prompt weights; set "
+            "TRAINER.PROMPTKD.TEACHER_NAME to the teacher's CLIP to take frozen weights from"
+        )
+    # A converted (Hugging Face / OpenCLIP) base also gives the tower's architecture, which
+    # tensor shapes cannot tell (heads, activation, pooling, ...).
+    base = None
+    if prompts_only or (base_clip and source_kind(base_clip) != "openai"):
+        base = resolve_clip(base_clip, weights=prompts_only)
+    if prompts_only:
+        merged = {k: v for k, v in base.state_dict.items() if k.startswith("visual.")}
         merged.update(visual_sd)
         visual_sd = merged
     try:
-        visual = build_visual(visual_sd, design_details)
+        visual = build_visual(visual_sd, design_details, base.vision_cfg if base else None)
     except ValueError as err:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} does not fit the teacher prompt settings "
             f"{design_details}: {err}"
         ) from err
     missing = [k for k in visual.state_dict() if "visual." + k not in visual_sd]
     if missing:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source} lacks image-encoder keys {missing} required by the "
             f"teacher prompt settings {design_details}; a missing prompt would silently stay random"
         )
@@ -212,14 +199,14 @@ def teacher_vision_design(state_dict: dict[str, torch.Tensor], source: str) -> d
     )
     depth = 1 + len(layers)
     if layers != list(range(1, depth)):
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"Teacher checkpoint {source}: deep vision prompts exist for layers {layers}, which "
             f"are not the contiguous layers 1..{depth - 1} an IVLP teacher has"
         )
     for n in layers:
         shape = tuple(state_dict[f"image_encoder.transformer.resblocks.{n}.VPT_shallow"].shape)
         if shape != tuple(vpt.shape):
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"Teacher checkpoint {source}: layer-{n} vision prompts have shape {shape}, "
                 f"image_encoder.VPT has {tuple(vpt.shape)}"
             )

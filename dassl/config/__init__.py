@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode
 
+from dassl.utils.errors import UserInputError
+
 from .defaults import _C
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserInputError):
     """A config file or command-line override cannot be merged into the config tree."""
 
 
@@ -78,7 +80,7 @@ def _unknown_key_message(cfg: CfgNode, full_key: str, where: str) -> str:
     if found and isinstance(node, CfgNode):
         msg += f" Valid keys under {parent or '<root>'}: {sorted(node.keys())}."
     msg += (
-        " (Keys of a trainer are added by its add_<trainer>_config / trainers.extend_cfg; "
+        " (Keys of a trainer are declared by its class, config_defaults, and added by trainers.extend_cfg; "
         "merge after calling it.)"
     )
     return msg
@@ -127,7 +129,7 @@ def merge_cfg_file(cfg: CfgNode, path: str) -> None:
         with open(path, encoding="utf-8") as f:
             loaded = CfgNode.load_cfg(f)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}invalid YAML: {e}") from e
+        raise ConfigError(f"{where}invalid YAML: {' '.join(str(e).split())}") from e
     try:
         cfg.merge_from_file(path)
     except KeyError as e:

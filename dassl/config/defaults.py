@@ -110,6 +110,12 @@ _C.OPTIM.WARMUP_RECOUNT = True
 
 _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0
+# Mid-epoch checkpoint (model-iter.pth.tar) every N batches, for exact resume inside long
+# epochs (ImageNet); 0 = only the epoch checkpoints.
+_C.TRAIN.CHECKPOINT_ITER_FREQ = 0
+# Non-finite loss or gradient: "stop" (raise with the iteration, loss terms and likely causes)
+# or "skip" (drop that optimizer step, log a warning).
+_C.TRAIN.NONFINITE = "stop"
 _C.TRAIN.PRINT_FREQ = 10
 _C.TRAIN.COUNT_ITER = "train_x"
 

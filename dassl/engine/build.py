@@ -1,8 +1,8 @@
 """The trainer registry: trainer files register with ``@TRAINER_REGISTRY.register()``.
 
-A registered trainer brings its config keys with it (``config_defaults`` / ``add_config`` on
-the class): :func:`add_trainer_configs` adds those of every registered trainer, so importing a
-trainer module is the only step needed to use it.
+A trainer brings its config keys with it (``config_defaults`` / ``add_config`` on the class):
+:func:`add_trainer_configs` adds those of every trainer class, so importing a trainer module is
+the only step needed to use it.
 """
 
 from __future__ import annotations
@@ -49,9 +49,29 @@ def add_config_defaults(cfg: Any, defaults: dict[str, Any]) -> Any:
     return cfg
 
 
-def add_trainer_configs(cfg: Any) -> Any:
-    """Add the config keys of every registered trainer (``cls.add_config(cfg)``)."""
+def _trainer_classes() -> list[type]:
+    from .trainer import TrainerBase
+
+    seen: dict[type, None] = {}
+    stack = [TrainerBase]
+    while stack:
+        cls = stack.pop(0)
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen[sub] = None
+                stack.append(sub)
     for _, cls in TRAINER_REGISTRY:
+        seen.setdefault(cls, None)
+    return list(seen)
+
+
+def add_trainer_configs(cfg: Any) -> Any:
+    """Add the config keys (``cls.add_config(cfg)``) of every trainer class defined so far.
+
+    Registered or not: a trainer file written for the upstream code base may take the name of
+    one of ours in the registry and still read the config node our class declares.
+    """
+    for cls in _trainer_classes():
         add = getattr(cls, "add_config", None)
         if add is not None:
             add(cfg)

@@ -13,8 +13,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
+
+from dassl.utils.errors import UserInputError
 
 __all__ = [
+    "ConfigMismatchError",
+    "check_same_config",
+    "config_differences",
     "init_distributed",
     "is_distributed",
     "get_rank",
@@ -106,6 +112,47 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+class ConfigMismatchError(UserInputError):
+    """Ranks of one distributed run were started with different configs."""
+
+
+def config_differences(dumps: list[str]) -> list[str]:
+    """Lines (``KEY: rank0 value vs rank r value``) where rank dumps differ from rank 0's."""
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in (node or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    ref = flat(yaml.safe_load(dumps[0]))
+    diffs = []
+    for rank, dump in enumerate(dumps[1:], start=1):
+        other = flat(yaml.safe_load(dump))
+        for key in sorted(set(ref) | set(other)):
+            if ref.get(key) != other.get(key):
+                diffs.append(f"{key}: rank 0 {ref.get(key)!r} vs rank {rank} {other.get(key)!r}")
+    return diffs
+
+
+def check_same_config(dump: str) -> None:
+    """Refuse to run when the ranks' merged configs differ (e.g. different opts per node)."""
+    if not is_distributed() or get_world_size() == 1:
+        return
+    dumps = all_gather_object(dump)
+    diffs = config_differences(dumps)
+    if diffs:
+        raise ConfigMismatchError(
+            "the ranks of this distributed run disagree on the config: "
+            + "; ".join(diffs[:5])
+            + ("; ..." if len(diffs) > 5 else "")
+            + ". Start every rank with the same config files and command-line opts"
+        )
 
 
 def cleanup() -> None:

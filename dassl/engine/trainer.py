@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ from torch.utils.data import DistributedSampler
 from dassl.data import DataManager
 from dassl.data.data_manager import build_data_loader
 from dassl.evaluation import build_evaluator
-from dassl.utils import AverageMeter, MetricMeter, mkdir_if_missing, tolist_if_not
+from dassl.utils import AverageMeter, MetricMeter, UserInputError, mkdir_if_missing, tolist_if_not
 from dassl.utils.logger import get_logger
 
 from . import checkpointer
@@ -49,6 +49,7 @@ __all__ = [
     "SimpleTrainer",
     "TrainerX",
     "TrainerXU",
+    "NonFiniteLossError",
     "scheduler_interval",
 ]
 
@@ -65,6 +66,14 @@ def scheduler_interval(sched: Any) -> str:
     if interval not in ("epoch", "iter"):
         raise ValueError(f'scheduler.interval must be "epoch" or "iter", got {interval!r}')
     return interval
+
+
+class NonFiniteLossError(FloatingPointError, UserInputError):
+    """Training diverged (NaN/inf loss or gradient); the message lists the likely causes."""
+
+
+class _SkipStep(Exception):
+    """Internal: abandon this optimizer step (TRAIN.NONFINITE skip)."""
 
 
 class SimpleNet(nn.Module):
@@ -126,6 +135,8 @@ class TrainerBase:
         self._lr_stepped: set[str] = set()
         self.precision = Precision.from_name("fp32", "cpu")
         self.best_result = -float("inf")
+        self._resume: dict[str, Any] = {}  # a mid-epoch checkpoint's batch count and RNG state
+        self._epoch_gen_state: dict[str, torch.Tensor] = {}
 
     # ---------------------------------------------------------------- model registry
 
@@ -205,15 +216,22 @@ class TrainerBase:
         is_best: bool = False,
         val_result: float | None = None,
         model_name: str = "",
+        iteration: int = 0,
     ) -> None:
-        """Save every registered model (main process only); ``epoch`` is 0-based."""
+        """Save every registered model (main process only); ``epoch`` is 0-based.
+
+        ``iteration`` > 0: a mid-epoch checkpoint after that many batches of ``epoch``.
+        """
         if not dist_utils.is_main_process():
             return
         extra = {
             "rng_state": checkpointer.capture_rng_state(self._generators()),
             "precision": self.precision.state_dict(),
             "best_result": self.best_result,
+            "trainer_state": self.trainer_state_dict(),
         }
+        if iteration > 0:
+            extra["epoch_generator_state"] = dict(self._epoch_gen_state)
         checkpointer.save_models(
             self._models,
             self._optims,
@@ -224,28 +242,98 @@ class TrainerBase:
             val_result=val_result,
             model_name=model_name,
             extra=extra,
+            iteration=iteration,
         )
+
+    def trainer_state_dict(self) -> dict[str, Any]:
+        """Extra training state saved inside every checkpoint (e.g. GPA); override with
+        :meth:`load_trainer_state_dict`. Must be ``weights_only``-loadable (tensors, lists...)."""
+        return {}
+
+    def load_trainer_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`trainer_state_dict` returned (called on resume)."""
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model from ``directory``; return the epoch to start from."""
         start_epoch, extra = checkpointer.resume_models(
             directory, self._models, self._optims, self._scheds
         )
+        self._resume = {}
         if extra:
             checkpointer.restore_rng_state(extra.get("rng_state"), self._generators())
             self.precision.load_state_dict(extra.get("precision"))
             if extra.get("best_result") is not None:
                 self.best_result = float(extra["best_result"])
+            if extra.get("trainer_state"):
+                self.load_trainer_state_dict(extra["trainer_state"])
+            if extra.get("iteration"):
+                self._resume = {
+                    "iteration": int(extra["iteration"]),
+                    "rng_state": extra.get("rng_state"),
+                    "epoch_generator_state": extra.get("epoch_generator_state") or {},
+                }
         return start_epoch
 
+    # ---------------------------------------------------------------- mid-epoch resume
+
+    def _start_epoch_iteration(self) -> int:
+        """Call right before ``iter(loader)``: returns the batches to skip (mid-epoch resume).
+
+        Records the loader generators' state (saved in mid-epoch checkpoints); when resuming
+        mid-epoch, rewinds them to the interrupted epoch's start so the same batches come out.
+        """
+        gens = {k: g for k, g in self._generators().items() if g is not None}
+        skip = int(self._resume.get("iteration", 0))
+        if skip:
+            for key, state in self._resume["epoch_generator_state"].items():
+                if key in gens:
+                    gens[key].set_state(state)
+        self._epoch_gen_state = {k: g.get_state() for k, g in gens.items()}
+        return skip
+
+    def _skip_resumed_batch(self, batch_idx: int) -> bool:
+        """True for a batch a mid-epoch checkpoint already trained on (it is drawn, not used).
+
+        The batches are drawn (not skipped by index) so that data augmentation and worker
+        seeds advance exactly as in the interrupted run; after the last one every RNG is set
+        to the checkpoint's state.
+        """
+        skip = int(self._resume.get("iteration", 0))
+        if batch_idx >= skip:
+            return False
+        if batch_idx == skip - 1:
+            checkpointer.restore_rng_state(self._resume.get("rng_state"), self._generators())
+            logger.info(f"Skipped the {skip} batches done before the mid-epoch checkpoint")
+            self._resume = {}
+        return True
+
+    def _after_batch(self, batch_idx: int) -> None:
+        """Mid-epoch checkpoint every ``TRAIN.CHECKPOINT_ITER_FREQ`` batches (0 = never)."""
+        freq = int(self.cfg.TRAIN.get("CHECKPOINT_ITER_FREQ", 0))
+        done = batch_idx + 1
+        if freq > 0 and done % freq == 0 and done < self.num_batches:
+            self.save_model(self.epoch, self.output_dir, iteration=done)
+
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into every model."""
+        """Load the final weights (:func:`checkpointer.find_checkpoint`: ``model-best.pth.tar`` if
+        the run wrote one, else its last save) or ``model.pth.tar-<epoch>`` into every model."""
         if not directory:
             logger.info("Note that load_model() is skipped as no pretrained model is given")
             return
         self.results_epoch = checkpointer.load_models(
             directory, self._models, epoch, keep_own=CLASSNAME_BUFFERS
         )
+
+    def load_model_for_eval(self, directory: str, epoch: int | None = None) -> None:
+        """``--eval-only``: :meth:`load_model` (possibly a trainer's override), then record the
+        epoch of the checkpoint that was read: the engine, not each trainer, knows which epoch
+        ``results.json`` reports."""
+        name = next(iter(self._models), "") if directory else ""
+        if name:  # the one rule: a missing --load-epoch / empty --model-dir is the user's error
+            checkpointer.find_checkpoint(directory, name, epoch=epoch, purpose="final")
+        self.load_model(directory, epoch)
+        if name:
+            self.results_epoch = checkpointer.checkpoint_epoch(directory, name, epoch)
 
     # ---------------------------------------------------------------- modes and optimisation
 
@@ -279,9 +367,44 @@ class TrainerBase:
                 continue
             sched.step()
 
-    def detect_anomaly(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            raise FloatingPointError("Loss is infinite or NaN!")
+    def detect_anomaly(self, loss: torch.Tensor, terms: dict[str, Any] | None = None) -> bool:
+        """Non-finite loss: raise :class:`NonFiniteLossError` (TRAIN.NONFINITE "stop", the
+        default) or return True so the caller skips the step ("skip")."""
+        if torch.isfinite(loss).all():
+            return False
+        return self._non_finite("loss", loss, terms)
+
+    def _non_finite(self, what: str, loss: torch.Tensor, terms: dict[str, Any] | None) -> bool:
+        cfg = getattr(self, "cfg", None)
+        policy = str(cfg.TRAIN.get("NONFINITE", "stop")) if cfg is not None else "stop"
+        epoch, batch = getattr(self, "epoch", 0), getattr(self, "batch_idx", 0)
+        shown = {
+            k: float(v)
+            for k, v in (terms or {}).items()
+            if torch.is_tensor(v) or isinstance(v, (int, float))
+        }
+        msg = (
+            f"{what} is infinite or NaN at epoch {epoch + 1}, batch {batch + 1}: loss "
+            f"{float(loss.detach().float().mean()):.4g}"
+            + (f", terms {shown}" if shown else "")
+            + f" (precision {self.precision.name}). Likely causes: fp16 overflow (use "
+            "PREC fp32/bf16/amp), a too large learning rate (OPTIM.LR) or loss weight (e.g. "
+            "the KD weight / temperature), or bad input images. Set TRAIN.NONFINITE skip to "
+            "skip such steps; the last good checkpoint is kept."
+        )
+        if policy == "skip":
+            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+            logger.warning(f"Skipping the step: {msg}")
+            return True
+        raise NonFiniteLossError(msg)
+
+    def _grads_finite(self, names: str | list[str] | None) -> bool:
+        for optim in self._optimizers(names):
+            for group in optim.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and not torch.isfinite(p.grad).all():
+                        return False
+        return True
 
     def _optimizers(self, names: str | list[str] | None) -> list[Any]:
         return [self._optims[n] for n in self.get_model_names(names) if self._optims[n] is not None]
@@ -291,7 +414,9 @@ class TrainerBase:
             optim.zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
-        self.detect_anomaly(loss)
+        if self.detect_anomaly(loss):
+            self._skip_update = True  # TRAIN.NONFINITE skip: the next model_update() is dropped
+            return
         self.precision.backward(loss, self._optimizers(None))
 
     def sync_gradients(self, names: str | list[str] | None = None) -> None:
@@ -312,19 +437,46 @@ class TrainerBase:
                 dist_utils.all_reduce_mean_(p.grad)
 
     def model_update(self, names: str | list[str] | None = None) -> None:
+        optims = self._optimizers(names)
+        if getattr(self, "_skip_update", False):
+            self._skip_update = False
+            self.model_zero_grad(names)
+            return
         self.sync_gradients(names)
-        self.precision.step(self._optimizers(names))
+        if not self.precision.uses_scaler(optims) and not self._grads_finite(names):
+            loss = torch.tensor(float("nan"))
+            if self._non_finite("gradient", loss, None):
+                self.model_zero_grad(names)
+                return
+        self.precision.step(optims)
 
     def model_backward_and_update(
-        self, loss: torch.Tensor, names: str | list[str] | None = None
+        self,
+        loss: torch.Tensor,
+        names: str | list[str] | None = None,
+        terms: dict[str, Any] | None = None,
     ) -> None:
-        """zero_grad, finite-loss check, (scaled) backward, gradient sync, step."""
+        """zero_grad, finite-loss check, (scaled) backward, gradient sync, finite-gradient
+        check (without a grad scaler, which handles inf/NaN steps itself), step.
+
+        ``terms`` (the loss components) only make a non-finite report more useful.
+        """
         self.model_zero_grad(names)
-        self.detect_anomaly(loss)
+        if self.detect_anomaly(loss, terms):
+            return
         optims = self._optimizers(names)
-        self.precision.backward_and_step(
-            loss, optims, before_step=lambda: self.sync_gradients(names)
-        )
+
+        def before_step() -> None:
+            self.sync_gradients(names)
+            if not self.precision.uses_scaler(optims) and not self._grads_finite(names):
+                if self._non_finite("gradient", loss, terms):
+                    self.model_zero_grad(names)
+                    raise _SkipStep
+
+        try:
+            self.precision.backward_and_step(loss, optims, before_step=before_step)
+        except _SkipStep:
+            pass
 
     def get_current_lr(self, names: str | list[str] | None = None) -> float:
         """lr of param group 0 of the first (or first given) registered optimizer."""
@@ -461,6 +613,8 @@ class SimpleTrainer(TrainerBase):
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch > 0:
+            self.epoch = self.start_epoch - 1  # the last completed epoch (if none remains)
 
         # Initialize summary writer (TensorBoard + metrics.jsonl), main process only
         if dist_utils.is_main_process():
@@ -521,6 +675,30 @@ class SimpleTrainer(TrainerBase):
 
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+
+    def run_steps(self, batches: Iterable[tuple[Any, ...]], skip: int = 0) -> None:
+        """One epoch: ``forward_backward(*args)`` for each ``args`` of ``batches`` (there are
+        ``self.num_batches``), with progress logging, the LR schedulers stepped and mid-epoch
+        checkpoints; the first ``skip`` batches (done before a mid-epoch checkpoint) are drawn
+        but not trained on. Create ``batches`` after :meth:`_start_epoch_iteration`."""
+        self.set_model_mode("train")
+        self._lr_stepped.clear()
+        log = _EpochLogger(self, self.num_batches)
+        end = time.time()
+        for batch_idx, args in enumerate(batches):
+            self.batch_idx = batch_idx
+            if skip and self._skip_resumed_batch(batch_idx):
+                end = time.time()
+                continue
+            log.data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(*args)
+            log.batch_time.update(time.time() - end)
+            log.step(self.batch_idx, loss_summary)
+            self.step_schedulers("iter")
+            self._after_batch(batch_idx)
+            end = time.time()
+        self.step_schedulers("epoch")
+        log.finish()
 
     # ---------------------------------------------------------------- evaluation
 
@@ -656,10 +834,14 @@ class _EpochLogger:
         self.data_time = AverageMeter()
         # The lr this epoch trains with: the scheduler is stepped at (or inside) the last batch,
         # so reading it at the end would give the next epoch's value.
+        self.epoch_lr = self._lr()
+
+    def _lr(self) -> float | None:
+        """Current lr, or None for a trainer without an optimizer (e.g. zero-shot)."""
         try:
-            self.epoch_lr: float | None = trainer.get_current_lr()
-        except RuntimeError:  # nothing registered with an optimizer (e.g. a frozen baseline)
-            self.epoch_lr = None
+            return self.t.get_current_lr()
+        except RuntimeError:  # nothing registered with an optimizer
+            return None
 
     def step(self, batch_idx: int, loss_summary: dict[str, Any] | None) -> None:
         t = self.t
@@ -677,16 +859,20 @@ class _EpochLogger:
                 f"time {self.batch_time.val:.3f} ({self.batch_time.avg:.3f})",
                 f"data {self.data_time.val:.3f} ({self.data_time.avg:.3f})",
                 f"{self.losses}",
-                f"lr {t.get_current_lr():.4e}",
-                f"eta {eta}",
             ]
+            lr = self._lr()
+            if lr is not None:
+                info.append(f"lr {lr:.4e}")
+            info.append(f"eta {eta}")
             logger.info(" ".join(info))
 
         if t._writer is not None:
             n_iter = t.epoch * self.num_batches + batch_idx
             for name, meter in self.losses.meters.items():
                 t.write_scalar("train/" + name, meter.avg, n_iter)
-            t.write_scalar("train/lr", t.get_current_lr(), n_iter)
+            lr = self._lr()
+            if lr is not None:
+                t.write_scalar("train/lr", lr, n_iter)
 
     def finish(self) -> None:
         t = self.t
@@ -700,8 +886,6 @@ class TrainerXU(SimpleTrainer):
     """Trainer over a labelled (x) and an unlabelled (u) loader (domain adaptation / SSL)."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         _set_loader_epoch(self.train_loader_u, self.epoch)
 
@@ -719,32 +903,24 @@ class TrainerXU(SimpleTrainer):
                 f'TRAIN.COUNT_ITER "{count}" is invalid; use train_x, train_u or smaller_one'
             )
 
-        train_loader_x_iter = iter(self.train_loader_x)
-        train_loader_u_iter = iter(self.train_loader_u)
-        log = _EpochLogger(self, self.num_batches)
+        skip = self._start_epoch_iteration()
+        self.run_steps(self._batch_pairs(), skip)
 
-        end = time.time()
-        for batch_idx in range(self.num_batches):
-            self.batch_idx = batch_idx
+    def _batch_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """``num_batches`` pairs (x, u), restarting whichever loader runs out first."""
+        iter_x, iter_u = iter(self.train_loader_x), iter(self.train_loader_u)
+        for _ in range(self.num_batches):
             try:
-                batch_x = next(train_loader_x_iter)
+                batch_x = next(iter_x)
             except StopIteration:
-                train_loader_x_iter = iter(self.train_loader_x)
-                batch_x = next(train_loader_x_iter)
+                iter_x = iter(self.train_loader_x)
+                batch_x = next(iter_x)
             try:
-                batch_u = next(train_loader_u_iter)
+                batch_u = next(iter_u)
             except StopIteration:
-                train_loader_u_iter = iter(self.train_loader_u)
-                batch_u = next(train_loader_u_iter)
-
-            log.data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch_x, batch_u)
-            log.batch_time.update(time.time() - end)
-            log.step(self.batch_idx, loss_summary)
-            self.step_schedulers("iter")
-            end = time.time()
-        self.step_schedulers("epoch")
-        log.finish()
+                iter_u = iter(self.train_loader_u)
+                batch_u = next(iter_u)
+            yield batch_x, batch_u
 
     def forward_backward(self, batch_x: Any, batch_u: Any = None) -> Any:  # type: ignore[override]
         raise NotImplementedError
@@ -760,23 +936,10 @@ class TrainerX(SimpleTrainer):
     """Trainer over the labelled loader only (every prompt trainer subclasses this)."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        self._lr_stepped.clear()
         _set_loader_epoch(self.train_loader_x, self.epoch)
         self.num_batches = len(self.train_loader_x)
-        log = _EpochLogger(self, self.num_batches)
-
-        end = time.time()
-        for batch_idx, batch in enumerate(self.train_loader_x):
-            self.batch_idx = batch_idx
-            log.data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch)
-            log.batch_time.update(time.time() - end)
-            log.step(self.batch_idx, loss_summary)
-            self.step_schedulers("iter")
-            end = time.time()
-        self.step_schedulers("epoch")
-        log.finish()
+        skip = self._start_epoch_iteration()
+        self.run_steps(((batch,) for batch in self.train_loader_x), skip)
 
     def parse_batch_train(self, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
         input = batch["img"].to(self.device)

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from .tools import mkdir_if_missing
 
-__all__ = ["Logger", "setup_logger", "get_logger", "close_logger"]
+__all__ = ["Logger", "setup_logger", "get_logger", "close_logger", "write_to_log_file"]
 
 #: top-level logger names that get the stdout handler ("dassl" always; others on demand)
 _PROJECT_ROOTS: set[str] = set()
@@ -99,6 +99,19 @@ def get_logger(name: str) -> logging.Logger:
     """
     _configure_root(name.split(".", 1)[0])
     return logging.getLogger(name)
+
+
+def write_to_log_file(text: str) -> bool:
+    """Append ``text`` to the run's log file only (not the console); False when none is open.
+
+    Used for a crash's traceback, which Python prints on stderr itself.
+    """
+    tee = _STATE["tee"]
+    if tee is None or tee.file is None or tee.file.closed:
+        return False
+    tee.file.write(text)
+    tee.flush()
+    return True
 
 
 def close_logger() -> None:

@@ -21,9 +21,13 @@ import PIL
 import torch
 from PIL import Image
 
+from .errors import UserInputError
+
 __all__ = [
     "ImageReadError",
+    "OutputWriteError",
     "atomic_write",
+    "atomic_torch_save",
     "mkdir_if_missing",
     "check_isfile",
     "read_json",
@@ -41,7 +45,7 @@ __all__ = [
 _log = logging.getLogger("dassl.utils.tools")
 
 
-class ImageReadError(OSError):
+class ImageReadError(OSError, UserInputError):
     """An image file is missing or cannot be decoded; ``path`` names the file."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -49,33 +53,79 @@ class ImageReadError(OSError):
         self.path = path
 
 
+class OutputWriteError(OSError, UserInputError):
+    """An output file cannot be written (disk full, read-only or not writable directory)."""
+
+
+# errno -> the fix to suggest; other OSErrors are not the user's doing and propagate as they are
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space or choose another --output-dir",
+    errno.EDQUOT: "the disk quota is exceeded: free space or choose another --output-dir",
+    errno.EACCES: "no permission to write there: fix the permissions or choose another path",
+    errno.EPERM: "no permission to write there: fix the permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+}
+
+
+def _write_error(fpath: str, exc: OSError) -> OSError:
+    fix = _WRITE_FIXES.get(exc.errno)
+    if fix is None:
+        return exc
+    err = OutputWriteError(exc.errno, f'Cannot write "{fpath}" ({exc.strerror}); {fix}')
+    err.filename = fpath
+    return err
+
+
 @contextlib.contextmanager
 def atomic_write(fpath: str, mode: str = "w", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``fpath`` and move it into place only on success.
 
     A crash while writing never leaves a half-written ``fpath`` behind (readers see either the
-    old file or the new one). ``mode`` must be a write mode ("w" or "wb").
+    old file or the new one; the temporary file is hidden, ``.<name>.<random>.tmp``).
+    ``mode`` must be a write mode ("w" or "wb"). Disk full / permission errors become an
+    :class:`OutputWriteError` naming the file and the fix, and the old file is kept.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write supports mode 'w' or 'wb', got {mode!r}")
     fpath = os.fspath(fpath)
     dirname = os.path.dirname(os.path.abspath(fpath))
-    mkdir_if_missing(dirname)
-    if encoding is None and mode == "w":
-        encoding = "utf-8"
-    fd, tmp = tempfile.mkstemp(
-        dir=dirname, prefix="." + os.path.basename(fpath) + ".", suffix=".tmp"
-    )
     try:
-        with os.fdopen(fd, mode, encoding=encoding) as f:
+        mkdir_if_missing(dirname)
+        fd, tmp = tempfile.mkstemp(
+            dir=dirname, prefix="." + os.path.basename(fpath) + ".", suffix=".tmp"
+        )
+    except OSError as e:
+        raise _write_error(fpath, e) from e
+    try:
+        with os.fdopen(fd, mode, encoding=encoding or ("utf-8" if mode == "w" else None)) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, fpath)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, OSError) and not isinstance(e, UserInputError):
+            raise _write_error(fpath, e) from e
         raise
+    _fsync_dir(dirname)
+
+
+def _fsync_dir(dirname: str) -> None:
+    """Persist a rename (best effort; not every file system supports it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(dirname, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_torch_save(obj: Any, fpath: str) -> str:
+    """``torch.save(obj, fpath)`` through :func:`atomic_write`; returns ``fpath``."""
+    with atomic_write(fpath, "wb") as f:
+        torch.save(obj, f)
+    return fpath
 
 
 def mkdir_if_missing(dirname: str) -> None:
@@ -141,15 +191,42 @@ def download_url(url: str, dst: str) -> None:
         raise
 
 
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB from any mode: CMYK, palette (with transparency), grayscale, 16/32-bit, alpha.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit grayscale to white, so high-bit-depth images
+    are rescaled to 8 bits first; transparent pixels are composited on black as upstream does.
+    """
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if img.mode == "F":
+            top = max(float(arr.max(initial=0)), 1.0) if arr.max(initial=0) > 1 else 1.0
+        arr = np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
 def read_image(path: str) -> Image.Image:
-    """Read an image as RGB; raise :class:`ImageReadError` naming the file on any failure."""
+    """Read an image as RGB; raise :class:`ImageReadError` naming the file on any failure.
+
+    CMYK, palette, grayscale, 16-bit and alpha images are converted (:func:`_to_rgb`), not
+    rejected; missing, empty or undecodable files are the user's to fix.
+    """
     if not os.path.exists(path):
         raise ImageReadError(path, "file does not exist (check DATASET.ROOT and the split file)")
+    if os.path.getsize(path) == 0:
+        raise ImageReadError(path, "the file is empty (0 bytes): re-copy or re-download it")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(path, f"corrupt or unsupported image ({e})") from e
+            img.load()
+            return _to_rgb(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageReadError(
+            path, f"corrupt or unsupported image ({e}): re-copy or re-download it"
+        ) from e
 
 
 def collect_env_info() -> str:

@@ -26,12 +26,14 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from .errors import InputFileNotFoundError, UserInputError
 from .logger import get_logger
 from .tools import atomic_write, mkdir_if_missing
 
 __all__ = [
     "CheckpointError",
     "LegacyCheckpointError",
+    "UnsafeCheckpointError",
     "LegacyObject",
     "RestrictedUnpickler",
     "is_legacy_checkpoint_error",
@@ -51,7 +53,7 @@ POINTER_FILE = "checkpoint"
 BEST_NAME = "model-best.pth.tar"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RuntimeError, UserInputError):
     """A checkpoint file cannot be read (corrupt, truncated, or not a torch file)."""
 
 
@@ -143,6 +145,30 @@ for _name in ("_rebuild_tensor_v3",):
         _ALLOWED[("torch._utils", _name)] = getattr(torch._utils, _name)
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint's pickle calls a function that can run code (``os.system``, ``eval``...)."""
+
+
+# Modules whose functions a weights file has no reason to reference: a pickle naming one of
+# them is refused outright (loading never runs it anyway; the message says why it is refused).
+_DANGEROUS_MODULES = (
+    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "code",
+    "pickle", "marshal", "ctypes", "multiprocessing", "webbrowser", "pty", "commands",
+    "io", "tempfile", "urllib", "requests", "http",
+)  # fmt: skip
+_DANGEROUS_BUILTINS = {
+    "eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr", "globals",
+    "locals", "vars", "input", "breakpoint", "exit", "quit", "help", "memoryview",
+}  # fmt: skip
+
+
+def _is_dangerous(module: str, name: str) -> bool:
+    root = module.split(".", 1)[0]
+    if root in _DANGEROUS_MODULES:
+        return True
+    return root in ("builtins", "__builtin__") and name in _DANGEROUS_BUILTINS
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only tensor-rebuild functions and plain containers.
 
@@ -157,6 +183,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         key = (module, name)
         if key in _ALLOWED:
             return _ALLOWED[key]
+        if _is_dangerous(module, name):
+            raise UnsafeCheckpointError(
+                f"refused: the file references {module}.{name}, which a weights file never "
+                "needs; it would run code when unpickled by plain torch.load. Nothing was "
+                "executed. Do not use this file; get the checkpoint from a trusted source"
+            )
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         return _placeholder(module, name)
@@ -238,6 +270,8 @@ def load_checkpoint(fpath: str | None, legacy: bool | Literal["auto"] = "auto") 
 
     try:
         return _load_legacy(fpath)
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(f'Checkpoint "{fpath}" {e}') from e
     except (
         pickle.UnpicklingError,
         RuntimeError,
@@ -312,21 +346,21 @@ def resume_from_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
 ) -> int:
-    """Restore model/optimizer/scheduler from the file named in ``fdir/checkpoint``.
+    """Restore model/optimizer/scheduler from the latest checkpoint in ``fdir``.
+
+    The file is found by :func:`dassl.engine.checkpointer.find_checkpoint` (the pointer's file,
+    else the newest ``model.pth.tar-<N>``).
 
     Loads the model strictly; returns the stored ``epoch`` (number of completed epochs).
     """
-    pointer = os.path.join(fdir, POINTER_FILE)
-    if not os.path.isfile(pointer):
-        raise FileNotFoundError(
-            f'Cannot resume: pointer file "{pointer}" is missing (it names the latest '
-            f"checkpoint in {fdir}). Remove the directory to train from scratch."
+    from dassl.engine.checkpointer import find_checkpoint  # the one run-dir rule
+
+    fpath = find_checkpoint(fdir, purpose="resume")
+    if fpath is None:
+        raise InputFileNotFoundError(
+            f'Cannot resume: no checkpoint in "{fdir}" (no "{POINTER_FILE}" pointer and no '
+            "model.pth.tar-<N>). Remove the directory to train from scratch."
         )
-    with open(pointer, encoding="utf-8") as f:
-        name = f.readline().strip("\n")
-    if not name:
-        raise CheckpointError(f'Cannot resume: pointer file "{pointer}" is empty')
-    fpath = os.path.join(fdir, name)
     log.info('Loading checkpoint from "%s"', fpath)
     checkpoint = load_checkpoint(fpath)
     model.load_state_dict(checkpoint["state_dict"])

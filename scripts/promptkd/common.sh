@@ -153,6 +153,24 @@ pkd_finished() {
     [ -f "$1/results.json" ]
 }
 
+# pkd_last_epoch RUN_DIR: the epoch of a finished run's last checkpoint, read from the
+# "checkpoint" pointer of its model directory (the student never writes model-best, so an
+# --eval-only of it must name the epoch with --load-epoch).
+pkd_last_epoch() {
+    local pointer name
+    for pointer in "$1"/*/checkpoint; do
+        [ -f "${pointer}" ] || continue
+        name="$(head -n 1 "${pointer}")"
+        case "${name}" in
+            model.pth.tar-[0-9]*)
+                echo "${name#model.pth.tar-}"
+                return 0
+                ;;
+        esac
+    done
+    pkd_die "no model.pth.tar-<N> named by a checkpoint pointer in $1/*/checkpoint"
+}
+
 # The signature of a train.py argument list: one argument a line, values of --root and
 # --output-dir left out (see the header).
 pkd_signature() {

@@ -54,6 +54,8 @@ for seed in ${seeds}; do
                 pkd_ensure_class_vectors "$(pkd_teacher_weights)" "${target}" "${vectors}"
                 PKD_TEACHER_ARGS=(TRAINER.PROMPTKD.TEACHER_WEIGHTS "$(pkd_teacher_weights)"
                     TRAINER.PROMPTKD.CLASS_VECTORS "${vectors}")
+                # The student writes no model-best: evaluate its last checkpoint explicitly.
+                epoch="$(pkd_last_epoch "${source_run}")"
                 pkd_run "$(pkd_run_dir dg-eval "${name}" "${XD_CFG}" "${seed}")" \
                     --root "${DATA}" \
                     --seed "${seed}" \
@@ -62,6 +64,7 @@ for seed in ${seeds}; do
                     --config-file "$(pkd_trainer_config "${STUDENT_TRAINER}" "${XD_CFG}")" \
                     --eval-only \
                     --model-dir "${source_run}" \
+                    --load-epoch "${epoch}" \
                     DATASET.NUM_SHOTS 0 \
                     DATASET.SUBSAMPLE_CLASSES all \
                     TRAINER.MODAL cross \

@@ -14,6 +14,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from dassl.utils.errors import InputFileNotFoundError
 from dassl.utils.logger import get_logger
 from dassl.utils.tools import download_url
 
@@ -81,7 +82,7 @@ class Datum:
         if not isinstance(impath, str):
             raise TypeError(f"Datum.impath must be a str, got {type(impath).__name__}: {impath!r}")
         if not _file_exists(impath):
-            raise FileNotFoundError(
+            raise InputFileNotFoundError(
                 f'Image file not found: "{impath}". Check DATASET.ROOT and that the dataset '
                 "was extracted in the layout its dataset file expects."
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dassl.utils.errors import InputFileNotFoundError, UserInputError
 from dassl.utils.logger import get_logger
 from dassl.utils.registry import Registry
 from dassl.utils.tools import check_availability
@@ -21,4 +22,14 @@ def build_dataset(cfg: Any) -> Any:
     check_availability(cfg.DATASET.NAME, avai_datasets)
     if cfg.VERBOSE:
         logger.info(f"Loading dataset: {cfg.DATASET.NAME}")
-    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    try:
+        return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    except FileNotFoundError as e:
+        # A file system call of a (possibly upstream) dataset file found no data on disk: the
+        # data is the user's input. Errors without a file name stay bugs with a traceback.
+        if isinstance(e, UserInputError) or e.filename is None:
+            raise
+        raise InputFileNotFoundError(
+            f'{cfg.DATASET.NAME}: "{e.filename}" not found ({e.strerror}); check --root / '
+            f'DATASET.ROOT ("{cfg.DATASET.ROOT}") and the dataset layout in docs/DATASETS.md'
+        ) from e
