@@ -235,42 +235,29 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
-def diversity(synth: str, teacher: str = TEACHER_CLIP) -> float:
-    """Mean pairwise cosine distance of the teacher's image features within a class, averaged
-    over classes (classes with one image do not count)."""
-    import numpy as np
-    import torch
-    from PIL import Image
+def measure(synth: str, teacher: str = TEACHER_CLIP) -> dict:
+    """Diversity of a synthesized set and the teacher's accuracy on it (datafree.measures)."""
+    from datafree.measures import measure_set
+    from datafree.surrogate_set import read_surrogate_set
+    from datafree.teacher import load_teacher
 
-    import clip
-    from trainers.image_source import read_image_folder
-
-    items = read_image_folder(synth)
-    model, _ = clip.load(teacher, device="cpu")
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-    images = np.stack([np.asarray(Image.open(it.impath).convert("RGB")) for it in items])
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    with torch.no_grad():
-        feats = model.encode_image((x - mean) / std).float()
-    feats = feats / feats.norm(dim=-1, keepdim=True)
-    labels = torch.tensor([it.label for it in items])
-    per_class = []
-    for c in labels.unique():
-        f = feats[labels == c]
-        n = f.shape[0]
-        if n > 1:
-            sim = f @ f.t()
-            per_class.append(float((1 - sim).sum() / (n * (n - 1))))
-    return float(np.mean(per_class)) if per_class else 0.0
+    names = read_surrogate_set(synth)["classnames"]
+    return measure_set(synth, load_teacher(teacher, names))
 
 
 def _mean(values: Sequence[float]) -> float:
     return round(sum(values) / len(values), 2)
 
 
-def summarize(results: dict[str, list[dict]], diversities: dict[str, list[float]]) -> dict:
-    """summary.json: per method, means over seeds (percent; diversity as measured)."""
+def summarize(
+    results: dict[str, list[dict]],
+    diversities: dict[str, list[float]],
+    set_accuracy: dict[str, list[float]],
+) -> dict:
+    """summary.json: per method, means over seeds (percent; diversity as measured).
+
+    Strategies also get ``teacher_on_set``: the teacher's accuracy (%) on its synthesized set.
+    """
     summary = {}
     for method, runs in results.items():
         domains = runs[0]["target_domains"]
@@ -281,6 +268,7 @@ def summarize(results: dict[str, list[dict]], diversities: dict[str, list[float]
         }
         if method in diversities:
             row["diversity"] = round(sum(diversities[method]) / len(diversities[method]), 4)
+            row["teacher_on_set"] = _mean(set_accuracy[method])
         summary[method] = row
     return summary
 
@@ -317,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     results: dict[str, list[dict]] = {}
     diversities: dict[str, list[float]] = {}
+    set_accuracy: dict[str, list[float]] = {}
     try:
         for seed in args.seeds:
             results.setdefault("teacher_zeroshot", []).append(
@@ -329,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for strategy in args.strategies:
             for seed in args.seeds:
                 synth = synth_stage(args, strategy, seed)
-                diversities.setdefault(strategy, []).append(diversity(synth))
+                measured = measure(synth)
+                diversities.setdefault(strategy, []).append(measured["diversity"])
+                set_accuracy.setdefault(strategy, []).append(100 * measured["accuracy"])
                 res = student_stage(args, strategy, "PromptKDStudent", synth, vectors, seed, [])
                 results.setdefault(strategy, []).append(res)
                 if args.cnn:
@@ -342,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", err)
         return 1
     root = os.path.join(args.output, "datafree")
-    summary = summarize(results, diversities)
+    summary = summarize(results, diversities, set_accuracy)
     write_json(summary, os.path.join(root, "summary.json"))
     logger.info("all stages done in %.0f s; summary: %s/summary.json", time.time() - start, root)
 
@@ -354,10 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     rows = collect_domain_rows(root, runs)
     rows.sort(key=lambda r: methods.index(r.method))
+    strategies = [m for m in summary if "diversity" in summary[m]]
     extra = {
-        "Diversity": {
-            m: f"{summary[m]['diversity']:.4f}" for m in summary if "diversity" in summary[m]
-        }
+        "Diversity": {m: f"{summary[m]['diversity']:.4f}" for m in strategies},
+        "Teacher on set": {m: f"{summary[m]['teacher_on_set']:.1f}" for m in strategies},
     }
     sys.stdout.write(render_domain_table(rows, extra=extra, reference="teacher_zeroshot"))
     best = max((m for m in summary if m not in REFERENCES), key=lambda m: summary[m]["accuracy"])
