@@ -124,3 +124,20 @@ def test_zeroshot_clip_teacher_exports_template_features(world, tmp_path):
     expected = by_hand([*IMAGENET_TEMPLATES_SELECT, "a photo of a {}."])
     assert torch.allclose(ensemble.vectors, expected, atol=1e-5)
     assert not torch.allclose(ensemble.vectors, single.vectors, atol=1e-3)
+
+
+def test_resnet18_config_merges_for_kd_student(repo_root):
+    cfg = train.setup_cfg(
+        train.build_parser().parse_args(
+            [
+                "--trainer", "KDStudent",
+                "--config-file", os.path.join(repo_root, "configs/trainers/KDStudent/rn18.yaml"),
+                "--dataset-config-file", os.path.join(repo_root, "configs/datasets/pacs.yaml"),
+                "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "ViT-B/16",
+                "TRAINER.PROMPTKD.TRAIN_SOURCE", "synth/contrastive",
+            ]
+        )
+    )  # fmt: skip
+    assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.TRAINER.MODAL == "cross"
+    assert list(cfg.DATASET.TARGET_DOMAINS) == ["art_painting", "cartoon", "photo", "sketch"]
+    assert cfg.TRAINER.PROMPTKD.TRAIN_SOURCE == "synth/contrastive"
