@@ -49,6 +49,7 @@ from dassl.utils.logger import get_logger
 
 from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
+from .image_source import read_image_folder
 from .projector import PROJECTOR_TYPES, build_projector
 from .prompt_trainer import ivlp_design_details, ivlp_prompt_defaults
 from .teacher_io import (
@@ -116,6 +117,9 @@ class PromptKDStudent(TrainerX):
             "CLASS_VECTORS": "",
             "KD_NORM": "official",
             "PROJECTOR": "mlp",
+            # a folder of images to distil on instead of the dataset's train split (e.g. a
+            # synthesized data-free set, trainers.image_source); "" = the dataset's train images
+            "TRAIN_SOURCE": "",
         },
     }
 
@@ -157,9 +161,11 @@ class PromptKDStudent(TrainerX):
     def train_data_source(self) -> list:
         """The unlabelled training images: every train image of every class (transductive).
 
-        Override to distil from another image source (e.g. synthesized images). Labels of the
-        returned items are never read.
+        ``TRAINER.PROMPTKD.TRAIN_SOURCE`` replaces them by the images of a folder (e.g.
+        synthesized images). Labels of the returned items are never read.
         """
+        if self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE:
+            return read_image_folder(self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE)
         full = getattr(self.dm.dataset, "full_splits", None)
         return list(full["train"]) if full is not None else list(self.dm.dataset.train_x)
 
