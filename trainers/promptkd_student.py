@@ -118,6 +118,8 @@ class PromptKDStudent(TrainerX):
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
     """
 
+    teacher_cache: TeacherCache | None = None  # opened in before_train with TEACHER_CACHE
+
     config_defaults = {
         "TRAINER.MODAL": "base2novel",  # base2novel or cross
         "TRAINER.PROMPTKD": {
