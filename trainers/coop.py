@@ -109,7 +109,7 @@ class CoOpPromptLearner(VLPromptLearner):
         return prompts, tokenized.to(dev)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class CoOp(PromptTrainer):
     """Context Optimization: cross-entropy on labelled (few-shot) data, prompts only."""
 
