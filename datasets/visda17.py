@@ -24,7 +24,7 @@ from .domain_base import DomainDataset, read_list_file
 __all__ = ["VisDA17"]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class VisDA17(DomainDataset):
     """VisDA-2017: synthetic (train/) and real (validation/)."""
 
