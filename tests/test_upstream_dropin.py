@@ -86,3 +86,30 @@ def test_dropin_file_takes_the_builtin_name_and_runs(dropin, toy_world, tmp_path
     assert train.main(argv) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["trainer"] == "ZeroshotCLIP2" and 0 <= res["accuracy"] <= 100
+
+
+def test_dropin_dataset_takes_the_builtin_name_and_uses_our_helpers(tmp_path):
+    """tests/upstream_trainers/textures_dropin.py imported as ``datasets.<name>``: it builds the
+    split with our DTD/OxfordPets static helpers, which a second build reads back."""
+    from dassl.data.datasets import build_dataset
+    from datasets.dtd import DescribableTextures as BuiltinDTD
+    from tests.fake_datasets import make_cfg, make_dtd
+
+    fake = make_dtd(str(tmp_path))
+    path = os.path.join(ROOT, "tests", "upstream_trainers", "textures_dropin.py")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DATASET_REGISTRY, "_obj_map", dict(DATASET_REGISTRY._obj_map))
+        mp.setattr(DATASET_REGISTRY, "_builtin", set(DATASET_REGISTRY._builtin))
+        spec = importlib.util.spec_from_file_location("datasets.textures_dropin", path)
+        module = importlib.util.module_from_spec(spec)
+        mp.setitem(__import__("sys").modules, spec.name, module)
+        spec.loader.exec_module(module)
+        assert DATASET_REGISTRY.get("DescribableTextures") is module.DescribableTextures
+        assert module.DescribableTextures is not BuiltinDTD
+        cfg = make_cfg(str(tmp_path), "DescribableTextures", num_shots=1, subsample="base")
+        first = build_dataset(cfg)
+        assert isinstance(first, module.DescribableTextures) and os.path.exists(fake.split_file)
+        again = build_dataset(cfg)  # now read back from the written split file
+    assert first.classnames == again.classnames == fake.classnames[:2]  # base of 3: first 2
+    assert [d.impath for d in first.test] == [d.impath for d in again.test]
+    assert len(first.train_x) == 2 and all(d.label < 2 for d in first.test)
