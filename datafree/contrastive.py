@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
 from .styles import PromptBank, token_moments
@@ -58,9 +59,9 @@ def train_styles(
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Train K styles; returns ``(styles [K, n, D], history)`` (history every 10 steps + last)."""
     if num_styles < 2:
-        raise ValueError(f"DATAFREE.CONTRASTIVE.NUM_STYLES must be >= 2, got {num_styles}")
+        raise InvalidInputError(f"DATAFREE.CONTRASTIVE.NUM_STYLES must be >= 2, got {num_styles}")
     if tau <= 0 or steps < 1 or lr <= 0:
-        raise ValueError("DATAFREE.CONTRASTIVE: TAU and LR must be > 0 and STEPS >= 1")
+        raise InvalidInputError("DATAFREE.CONTRASTIVE: TAU and LR must be > 0 and STEPS >= 1")
     device = model.token_embedding.weight.device
     gen = torch.Generator().manual_seed(seed)
     mu, sigma = token_moments(model)
@@ -143,7 +144,7 @@ def load_styles(path: str) -> tuple[torch.Tensor, dict[str, Any]]:
 
     with safe_open(path, framework="pt", device="cpu") as f:
         if TENSOR_KEY not in f.keys():
-            raise ValueError(f"{path}: no tensor {TENSOR_KEY!r}; not a styles file")
+            raise InvalidInputError(f"{path}: no tensor {TENSOR_KEY!r}; not a styles file")
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         return f.get_tensor(TENSOR_KEY), meta
 
@@ -178,7 +179,7 @@ def load_or_train_styles(
         if meta.get("settings") == settings:
             logger.info("Reusing %d contrastive styles from %s", len(styles), path)
             return styles
-        raise ValueError(
+        raise InvalidInputError(
             f"{path} holds styles trained with other settings than DATAFREE.CONTRASTIVE/TEACHER "
             "now ask for; delete it or set DATAFREE.CONTRASTIVE.STYLES_FILE to another path"
         )

@@ -96,7 +96,7 @@ def test_features_are_per_image_and_batch_independent(model):
 
 def test_contrastive_loss_falls_and_styles_separate(model):
     kwargs = dict(
-        num_styles=6,
+        num_styles=4,
         n_tokens=1,
         template="a {style} style photo of a {classname}.",
         style_template="a {style} style of a picture.",
@@ -104,19 +104,19 @@ def test_contrastive_loss_falls_and_styles_separate(model):
         tau=0.1,
         lr=0.02,
         content_weight=1.0,
-        classes_per_step=3,
+        classes_per_step=2,
         seed=0,
     )
-    styles, history = train_styles(model, CLASSES, steps=40, **kwargs)
+    styles, history = train_styles(model, CLASSES, steps=15, **kwargs)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["mean_style_cos"] < history[0]["mean_style_cos"] - 0.05
     bank = PromptBank(model, kwargs["style_template"], [""], 1)
     with torch.no_grad():
         f = style_features(bank, styles)
-    off = (f @ f.t())[~torch.eye(6, dtype=torch.bool)]
+    off = (f @ f.t())[~torch.eye(4, dtype=torch.bool)]
     assert float(off.mean()) == pytest.approx(history[-1]["mean_style_cos"], abs=0.05)
     # deterministic under the seed
-    again, _ = train_styles(model, CLASSES, steps=40, **kwargs)
+    again, _ = train_styles(model, CLASSES, steps=15, **kwargs)
     torch.testing.assert_close(styles, again)
 
 

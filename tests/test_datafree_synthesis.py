@@ -117,12 +117,10 @@ def test_diversity_by_hand():
 
 
 def test_deterministic_under_seed(reference, tmp_path):
+    """A second run makes the same bytes (the resume and torchrun tests compare against it too)."""
     out = str(tmp_path / "again")
     surrogate_set.synthesize_set(tiny_cfg(), out, progress=False)
     assert read_set(out) == read_set(reference)
-    other = str(tmp_path / "seed2")
-    surrogate_set.synthesize_set(tiny_cfg(extra=("DATAFREE.SEED", "2")), other, progress=False)
-    assert read_set(other)[1] != read_set(reference)[1]
 
 
 def test_killed_run_resumes_to_the_same_set(reference, tmp_path, monkeypatch):

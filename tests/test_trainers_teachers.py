@@ -209,13 +209,20 @@ def test_zeroshot_clip2_ensemble_evaluates(toy, tmp_path):
 
 
 def test_every_registered_trainer_runs_somewhere_in_the_suite():
+    """Every trainer the ``trainers`` package registers is trained by some test (test files may
+    register throwaway trainers of their own; those are not the package's)."""
     from dassl.engine import TRAINER_REGISTRY
 
+    shipped = {
+        name
+        for name in TRAINER_REGISTRY.registered_names()
+        if TRAINER_REGISTRY.get(name).__module__.startswith("trainers.")
+    }
     covered = set(TRAINERS) | {
         "ZeroshotCLIP",
         "ZeroshotCLIP2",
         "ExampleIVLP",
     }  # this file, extending
     covered |= {"PromptKDTeacher", "PromptKDStudent", "PromptKD"}  # test_promptkd_chain.py
-    ours = {name for name, cls in TRAINER_REGISTRY if cls.__module__.startswith("trainers.")}
-    assert ours <= covered, "a trainer of trainers/ without an end-to-end test: add one"
+    covered |= {"KDStudent"}  # test_datafree_student.py
+    assert shipped and shipped <= covered, sorted(shipped - covered)

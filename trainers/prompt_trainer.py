@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import clip
+from clip.preprocess import input_mismatches
 from dassl.engine import TrainerX
 from dassl.engine.checkpointer import find_checkpoint
 from dassl.engine.evaluation import EvalSubset
@@ -95,6 +96,8 @@ class PromptTrainer(TrainerX):
                 f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not match the CLIP input "
                 f"resolution {res} of {name}"
             )
+        for problem in input_mismatches(self.cfg.INPUT, clip_model.preprocess_cfg):
+            logger.warning(f"{problem} ({name}'s own preprocessing)")
         return clip_model
 
     def build_prompted_model(self, classnames: Sequence[str]) -> nn.Module:

@@ -46,6 +46,11 @@ CUSTOM_TEMPLATES = {
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
     "ToyShapes": "a photo of a {}.",
+    "ToyShapesDG": "a photo of a {}.",
+    "PACS": "a photo of a {}.",
+    "VLCS": "a photo of a {}.",
+    "ImageCLEFDA": "a photo of a {}.",
+    "VisDA17": "a photo of a {}.",
 }
 TEMPLATE_SETS = ("single", "ensemble", "imagenet")
 
