@@ -9,6 +9,7 @@ transfers to new classes in base-to-novel evaluation; a class-specific one (``CS
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,10 +22,23 @@ from dassl.utils.logger import get_logger
 from .prompt_learner import PromptedCLIP, VLPromptLearner
 from .prompt_trainer import PromptTrainer
 
-__all__ = ["CoOpPromptLearner", "CoOp"]
+__all__ = ["CoOpPromptLearner", "CoOp", "load_clip_to_cpu"]
 
 logger = get_logger(__name__)
 POSITIONS = ("end", "middle", "front")
+
+
+def load_clip_to_cpu(cfg: Any) -> nn.Module:
+    """The CLIP of ``MODEL.BACKBONE.NAME`` on CPU, as upstream ``trainers/coop.py`` returns it.
+
+    Upstream files import it from here (``from .coop import load_clip_to_cpu`` in ``zsclip.py``):
+    an OpenAI checkpoint comes back from ``clip.build_model`` with fp16 weights, a converted
+    (Hugging Face / open_clip) one in fp32 as :func:`clip.load` gives it.
+    """
+    name = cfg.MODEL.BACKBONE.NAME
+    if clip.clip.source_kind(name) != "openai":
+        return clip.load(name, device="cpu")[0]
+    return clip.model.build_model(clip.clip.resolve_clip(name).state_dict)
 
 
 def name_lengths(classnames: Sequence[str]) -> list[int]:
@@ -109,7 +123,7 @@ class CoOpPromptLearner(VLPromptLearner):
         return prompts, tokenized.to(dev)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class CoOp(PromptTrainer):
     """Context Optimization: cross-entropy on labelled (few-shot) data, prompts only."""
 

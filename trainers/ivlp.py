@@ -29,7 +29,7 @@ class IVLPCLIP(PromptedCLIP):
         super().__init__(clip_model, VLPromptLearner(classnames, clip_model, n_ctx, ctx_init))
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class IVLP(PromptTrainer):
     """Independent deep text + vision prompts, cross-entropy."""
 

@@ -154,7 +154,7 @@ class KDStudentModel(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class KDStudent(PromptKDStudent):
     """Plain backbone student (``MODEL.BACKBONE.NAME``) distilled like PromptKDStudent."""
 

@@ -82,7 +82,7 @@ class MaPLeCLIP(PromptedCLIP):
         return l2_normalize(self.image_encoder(images.to(dtype), shared, deep))
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class MaPLe(PromptTrainer):
     """Multi-modal prompt learning, cross-entropy."""
 

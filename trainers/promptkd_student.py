@@ -106,7 +106,7 @@ class StudentCLIP(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKDStudent(TrainerX):
     """PromptKD student: VPT image tower + projector distilled from pre-stored class vectors.
 
@@ -493,6 +493,6 @@ class PromptKDStudent(TrainerX):
         return lambda images: self.student_logits(images, vectors)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKD(PromptKDStudent):
     """Alias so upstream scripts' ``--trainer PromptKD`` run the student."""

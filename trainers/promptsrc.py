@@ -33,7 +33,7 @@ __all__ = ["PromptSRC"]
 logger = get_logger(__name__)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptSRC(IVLP):
     """IVLP prompts + PromptSRC's consistency losses + GPA."""
 

@@ -19,7 +19,7 @@ from .prompt_trainer import PromptTrainer
 __all__ = ["VPT"]
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class VPT(PromptTrainer):
     """Vision prompts + hand-written text prompts, cross-entropy."""
 
