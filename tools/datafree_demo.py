@@ -65,7 +65,7 @@ class Settings:
     epochs: int  # student epochs
 
 
-FULL = Settings((N_TRAIN, N_VAL, N_TEST), 4, [], 40)
+FULL = Settings((N_TRAIN, N_VAL, N_TEST), 2, ["DATAFREE.OPTIM.STEPS", "30"], 150)
 FAST = Settings(
     (1, 1, 2),
     2,
@@ -318,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for strategy in args.strategies:
             for seed in args.seeds:
                 synth = synth_stage(args, strategy, seed)
-                measured = measure(synth)
+                with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
+                    measured = measure(synth)  # stdout carries only the final table
                 diversities.setdefault(strategy, []).append(measured["diversity"])
                 set_accuracy.setdefault(strategy, []).append(100 * measured["accuracy"])
                 res = student_stage(args, strategy, "PromptKDStudent", synth, vectors, seed, [])
