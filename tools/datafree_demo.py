@@ -66,7 +66,7 @@ class Settings:
     epochs: int  # student epochs
 
 
-FULL = Settings((N_TRAIN, N_VAL, N_TEST), 2, ["DATAFREE.OPTIM.STEPS", "30"], 150)
+FULL = Settings((N_TRAIN, N_VAL, N_TEST), 2, ["DATAFREE.OPTIM.STEPS", "30"], 100)
 FAST = Settings(
     (1, 1, 2),
     2,
