@@ -51,18 +51,23 @@ class PromptBank:
         slot = " ".join([PLACEHOLDER] * n_tokens)
         texts = [template.format(style=slot, classname=c) for c in classnames]
         self.tokens = clip.tokenize(texts, context_length=model.context_length)
-        prefix = template.split("{style}")[0].strip()
+        # the slot starts after SOT and the tokens of the text before it (per class: the class
+        # name may come first)
         tok = clip.clip._get_tokenizer()
-        start = 1 + len(tok.encode(prefix)) if prefix else 1
-        self.positions = torch.arange(start, start + n_tokens)
+        head = template.split("{style}")[0]
+        starts = [1 + len(tok.encode(head.format(classname=c).strip())) for c in classnames]
+        self.positions = torch.tensor(starts)[:, None] + torch.arange(n_tokens)
         placeholder_id = tok.encode(PLACEHOLDER)[0]
-        if not bool((self.tokens[:, self.positions] == placeholder_id).all()):
-            raise InvalidInputError(f"could not locate the {{style}} slot of template {template!r}")
+        if not bool((self.tokens.gather(1, self.positions) == placeholder_id).all()):
+            raise InvalidInputError(
+                f"could not locate the {{style}} slot of template {template!r} (put spaces "
+                "around it)"
+            )
 
     def encode(self, labels: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """L2-normalised features of the prompts of ``labels`` with ``vectors`` [B, n, D] in."""
         tokens = self.tokens[labels.cpu()].to(vectors.device)
-        pos = self.positions.to(vectors.device).expand(len(labels), -1)
+        pos = self.positions[labels.cpu()].to(vectors.device)
         feats = encode_spliced(self.model, tokens, vectors, pos).float()
         return feats / feats.norm(dim=-1, keepdim=True)
 

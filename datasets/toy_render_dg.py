@@ -48,6 +48,16 @@ def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
     return mask
 
 
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Binary dilation by ``steps`` pixels (4-neighbourhood), per image of a (N, H, W) batch."""
+    for _ in range(steps):
+        p = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+        mask = (
+            p[:, 1:-1, 1:-1] | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]
+        )
+    return mask
+
+
 def _geometry(labels: np.ndarray, rng: np.random.Generator, hi: int):
     """Object masks (N, hi, hi) and jittered colours (N, 3), as the photo domain places them."""
     n = labels.shape[0]
@@ -97,9 +107,10 @@ def render_domain(
         level = np.where(rng.random(n) < 0.5, rng.uniform(0.6, 0.9, n), rng.uniform(0.2, 0.45, n))
         flat = level[:, None] + rng.uniform(-0.15, 0.15, (n, 3))
         border = rng.uniform(0.0, 0.08, (n, 3))
-        fill = _erode(mask, _CARTOON_BORDER)
-        img = np.where(mask[..., None], border[:, None, None, :], flat[:, None, None, :])
-        img = np.where(fill[..., None], colour[:, None, None, :], img)
+        # the border lies outside the shape, so thin shapes (rings, crosses) keep their colour
+        outline = _dilate(mask, _CARTOON_BORDER)
+        img = np.where(outline[..., None], border[:, None, None, :], flat[:, None, None, :])
+        img = np.where(mask[..., None], colour[:, None, None, :], img)
     img = img.astype(np.float32)
     img = 0.25 * (img[:, 0::2, 0::2] + img[:, 1::2, 0::2] + img[:, 0::2, 1::2] + img[:, 1::2, 1::2])
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)

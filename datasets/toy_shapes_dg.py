@@ -43,7 +43,7 @@ N_VAL = 4
 N_TEST = 40
 SEED = 0
 IMAGE_SIZE = 32
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: the cartoon border lies outside the shape
 # Offset of the domain index in the seed sequence, so that no stream equals a ToyShapes one.
 _SEED_DOMAIN_OFFSET = 100
 

@@ -70,14 +70,15 @@ def test_memory_meter_sees_a_known_allocation():
 def test_checkpointing_lowers_the_teacher_step_peak():
     shapes = Shapes(
         "tiny",
-        teacher=Tower(16, 4, 64, 1, 32, text_width=128, text_layers=3),
+        teacher=Tower(16, 4, 64, 1, 32, text_width=128, text_layers=6),
         student=TINY.student,
         depth=2,
     )
     settings = [("plain", False, 0), ("ckpt", True, 0), ("ckpt+chunk", True, 8)]
-    out = teacher_step_memory(shapes, [64], 1, torch.device("cpu"), settings)
-    assert out["ckpt"][64] < 0.8 * out["plain"][64]
-    assert out["ckpt+chunk"][64] < 0.8 * out["ckpt"][64]
+    out = teacher_step_memory(shapes, [48], 1, torch.device("cpu"), settings)
+    assert out["ckpt"][48] < 0.8 * out["plain"][48]
+    assert out["ckpt+chunk"][48] < 0.85 * out["ckpt"][48]
+    assert out["ckpt+chunk"][48] < 0.6 * out["plain"][48]
 
 
 def test_teacher_training_with_memory_keys_is_identical(tmp_path):

@@ -138,3 +138,16 @@ def test_unknown_strategy(model):
     cfg.DATAFREE.STRATEGY = "mixx"
     with pytest.raises(ValueError, match="mixx.*registered names"):
         build_strategy(cfg.DATAFREE, model, CLASSES)
+
+
+def test_style_slot_after_class_names_of_different_lengths(model):
+    names = ["red circle", "a very long purple ring"]
+    bank = PromptBank(model, "a photo of a {classname} in the {style}.", names, 1)
+    assert bank.positions[:, 0].tolist() == [9, 12]  # after SOT + 8 and + 11 words
+    vec = model.token_embedding(clip.tokenize(["left"]))[:, 1:2].expand(2, -1, -1)
+    expected = model.encode_text(clip.tokenize([f"a photo of a {c} in the left." for c in names]))
+    with torch.no_grad():
+        got = bank.encode(torch.tensor([0, 1]), vec)
+    torch.testing.assert_close(got, expected / expected.norm(dim=-1, keepdim=True))
+    with pytest.raises(ValueError, match="needs a {style} field"):
+        PromptBank(model, "a photo of a {classname}.", names, 1)

@@ -192,6 +192,7 @@ class MemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         elif self.cpu_peak_ok:
+            _mmap_threshold(1 << 20)  # blocks >= 1 MB leave the resident set when freed
             _trim_heap()
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -204,6 +205,7 @@ class MemoryMeter:
             self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
         elif self.cpu_peak_ok:
             self.peak = _proc_status("VmHWM") - self._base
+            _mmap_threshold(32 << 20)  # glibc's ceiling of its own dynamic threshold
 
 
 def _proc_status(key: str) -> int:
@@ -222,6 +224,17 @@ def _can_reset_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+def _mmap_threshold(nbytes: int) -> None:
+    """glibc: serve blocks of ``nbytes`` and more by mmap (returned to the OS on free).
+
+    glibc raises this threshold by itself after large frees, after which freed activations stay
+    in the heap and a later peak depends on fragmentation; the meter pins it low while it
+    measures.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD
 
 
 def _trim_heap() -> None:
@@ -465,21 +478,31 @@ def _mb(value: float | None) -> str:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
+    build = torch.__config__.show().splitlines()
+    compiler = next((line.strip(" -") for line in build if "GCC" in line or "clang" in line), "")
     info = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "torch_build": torch.__config__.show().splitlines()[1].strip()
-        if len(torch.__config__.show().splitlines()) > 1
-        else "",
+        "torch_build": f"CUDA {torch.version.cuda}, MKL {torch.backends.mkl.is_available()}, "
+        f"oneDNN {torch.backends.mkldnn.is_available()}, {compiler}",
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _plan(shapes: str, quick: bool, steps: int | None) -> dict[str, tuple[int, int]]:

@@ -42,6 +42,7 @@ if REPO not in sys.path:
 from dassl.utils import write_json  # noqa: E402
 from dassl.utils.logger import close_logger  # noqa: E402
 from datasets.toy_shapes_dg import N_TEST, N_TRAIN, N_VAL, generate_toy_shapes_dg  # noqa: E402
+from datasets.toy_shapes_dg import RENDER_VERSION as TOY_DG_VERSION  # noqa: E402
 from tools import parse_test_res  # noqa: E402
 from tools.domain_table import collect_domain_rows, render_domain_table  # noqa: E402
 
@@ -65,7 +66,7 @@ class Settings:
     epochs: int  # student epochs
 
 
-FULL = Settings((N_TRAIN, N_VAL, N_TEST), 4, [], 40)
+FULL = Settings((N_TRAIN, N_VAL, N_TEST), 2, ["DATAFREE.OPTIM.STEPS", "30"], 100)
 FAST = Settings(
     (1, 1, 2),
     2,
@@ -106,13 +107,15 @@ def _entry_point(script: str):
     return export_class_vectors.main
 
 
-def _run(cmd_args: list[str], out: str, result: str, title: str, verbose: bool) -> None:
+def _run(
+    cmd_args: list[str], out: str, result: str, title: str, verbose: bool, data: str = ""
+) -> None:
     """Run ``<script> <args>`` for a stage whose result file is ``result`` (unless reusable).
 
     Stages run in this process through the scripts' ``main(argv)`` (the command line printed on
     failure is the equivalent shell command); their console output is hidden with ``-q``.
     """
-    want = json.dumps(cmd_args)
+    want = json.dumps({"args": cmd_args, "data": data}) if data else json.dumps(cmd_args)
     if _reuse(out, result, want):
         logger.info("%s: finished earlier, reusing %s", title, out)
         return
@@ -144,6 +147,11 @@ def _run(cmd_args: list[str], out: str, result: str, title: str, verbose: bool) 
     logger.info("%s done in %.0f s", title, time.time() - start)
 
 
+def _data_tag(args: argparse.Namespace) -> str:
+    """The evaluation data's generation parameters: regenerated data reruns the stages using it."""
+    return f"toy_shapes_dg v{TOY_DG_VERSION} " + "/".join(map(str, args.settings.sizes))
+
+
 def _train_args(args: argparse.Namespace, out: str, seed: int, rest: list[str]) -> list[str]:
     return [
         "train.py", "--root", args.data, "--seed", str(seed), "--output-dir", out,
@@ -156,7 +164,14 @@ def reference_stage(args: argparse.Namespace, method: str, clip_name: str, seed:
     rest = ["--trainer", "ZeroshotCLIP", "--config-file", "configs/trainers/ZeroshotCLIP/toy.yaml"]
     rest += ["--eval-only", "MODEL.BACKBONE.NAME", clip_name]
     result = os.path.join(out, "results.json")
-    _run(_train_args(args, out, seed, rest), out, result, f"zero-shot {clip_name}", args.verbose)
+    _run(
+        _train_args(args, out, seed, rest),
+        out,
+        result,
+        f"zero-shot {clip_name}",
+        args.verbose,
+        _data_tag(args),
+    )
     return _read(result)
 
 
@@ -226,6 +241,7 @@ def student_stage(
         result,
         f"{trainer} on {method} (seed {seed})",
         args.verbose,
+        _data_tag(args),
     )
     return _read(result)
 
@@ -243,6 +259,49 @@ def measure(synth: str, teacher: str = TEACHER_CLIP) -> dict:
 
     names = read_surrogate_set(synth)["classnames"]
     return measure_set(synth, load_teacher(teacher, names))
+
+
+def overview_figure(path: str, data_root: str, synth: dict[str, str]) -> str:
+    """One PNG: a row per ToyShapesDG domain (real test images) and per strategy (synthesized
+    images), a column per class (12 classes: every colour, every shape twice); 2x upscaled."""
+    from PIL import Image, ImageDraw
+
+    from datasets.toy_render import CLASSNAMES
+    from datasets.toy_render_dg import DG_DOMAINS
+    from trainers.image_source import read_image_folder
+
+    labels = [6 * c + s for c in range(6) for s in ((2 * c) % 6, (2 * c + 1) % 6)]
+    rows: list[tuple[str, list[str]]] = []
+    image_dir = os.path.join(data_root, "toy_shapes_dg", "images")
+    for domain in DG_DOMAINS:
+        rows.append(
+            (
+                domain,
+                [
+                    os.path.join(
+                        image_dir, domain, CLASSNAMES[y].replace(" ", "_"), "test_0000.png"
+                    )
+                    for y in labels
+                ],
+            )
+        )
+    for strategy, folder in synth.items():
+        first = {}
+        for item in read_image_folder(folder):
+            first.setdefault(item.label, item.impath)
+        rows.append((f"synth: {strategy}", [first[y] for y in labels]))
+    cell, left, top = 64, 110, 28
+    fig = Image.new("RGB", (left + cell * len(labels), top + cell * len(rows)), "white")
+    draw = ImageDraw.Draw(fig)
+    for j, y in enumerate(labels):
+        draw.text((left + j * cell + 2, 2), CLASSNAMES[y].replace(" ", "\n"), fill="black")
+    for i, (name, paths) in enumerate(rows):
+        draw.text((4, top + i * cell + cell // 2 - 6), name, fill="black")
+        for j, p in enumerate(paths):
+            img = Image.open(p).convert("RGB").resize((cell, cell), Image.NEAREST)
+            fig.paste(img, (left + j * cell, top + i * cell))
+    fig.save(path)
+    return path
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -318,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for strategy in args.strategies:
             for seed in args.seeds:
                 synth = synth_stage(args, strategy, seed)
-                measured = measure(synth)
+                with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
+                    measured = measure(synth)  # stdout carries only the final table
                 diversities.setdefault(strategy, []).append(measured["diversity"])
                 set_accuracy.setdefault(strategy, []).append(100 * measured["accuracy"])
                 res = student_stage(args, strategy, "PromptKDStudent", synth, vectors, seed, [])
@@ -333,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", err)
         return 1
     root = os.path.join(args.output, "datafree")
+    synth_dirs = {s: synth_dir(args.output, s, args.seeds[0]) for s in args.strategies}
+    figure = overview_figure(os.path.join(root, "overview.png"), args.data, synth_dirs)
+    logger.info("domains and synthesized images: %s", figure)
     summary = summarize(results, diversities, set_accuracy)
     write_json(summary, os.path.join(root, "summary.json"))
     logger.info("all stages done in %.0f s; summary: %s/summary.json", time.time() - start, root)

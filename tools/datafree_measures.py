@@ -23,6 +23,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dassl.config import merge_cfg_file, merge_cfg_list  # noqa: E402
@@ -64,17 +65,36 @@ def machine() -> dict[str, object]:
     }
 
 
+def paired_vs(rows: Sequence[dict], base: str = "none") -> dict[str, tuple[float, float, int]]:
+    """Per strategy: mean and s.e. over classes of (its class diversity - ``base``'s), classes higher."""
+    ref = next((r for r in rows if r["strategy"] == base), None)
+    out = {}
+    for r in rows:
+        if ref is None or len(r["per_class_diversity"]) != len(ref["per_class_diversity"]):
+            continue
+        d = np.array(r["per_class_diversity"]) - np.array(ref["per_class_diversity"])
+        sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[r["strategy"]] = (float(d.mean()), sem, int((d > 0).sum()))
+    return out
+
+
 def render_table(rows: Sequence[dict]) -> str:
+    paired = paired_vs(rows)
     head = (
         "| strategy | images | teacher acc. (%) | mean p(class) | diversity (± s.e.) | "
-        "wall s | CPU s | CPU s / image |\n|---|---|---|---|---|---|---|---|\n"
+        "vs none, paired (classes higher) | wall s | CPU s | CPU s / image |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
-    lines = [
-        f"| {r['strategy']} | {r['images']} | {100 * r['accuracy']:.1f} | {r['mean_prob']:.3f} | "
-        f"{r['diversity']:.4f} ± {r['diversity_sem']:.4f} | {r['seconds']:.0f} | "
-        f"{r['cpu_seconds']:.0f} | {r['cpu_seconds'] / max(r['images'], 1):.2f} |"
-        for r in rows
-    ]
+    lines = []
+    for r in rows:
+        p = paired.get(r["strategy"])
+        vs = f"{p[0]:+.4f} ± {p[1]:.4f} ({p[2]}/{len(r['per_class_diversity'])})" if p else "-"
+        lines.append(
+            f"| {r['strategy']} | {r['images']} | {100 * r['accuracy']:.1f} | "
+            f"{r['mean_prob']:.3f} | {r['diversity']:.4f} ± {r['diversity_sem']:.4f} | {vs} | "
+            f"{r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
+            f"{r['cpu_seconds'] / max(r['images'], 1):.2f} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
