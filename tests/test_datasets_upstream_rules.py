@@ -35,6 +35,7 @@ def _files(base, lines_by_file, images):
         write_image(os.path.join(base, rel))
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACS_CLASSES = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]
 
 
@@ -212,3 +213,22 @@ def test_imageclef_da_follows_the_release_lists(tmp_path):
         ("p/2008_000008.jpg", 8, 1, "horse"),
     ]
     assert ds.classnames == names and ds.num_classes == 12
+
+
+@pytest.mark.parametrize(
+    "config, name, cls",
+    [("pacs", "PACS", "PACS"), ("vlcs", "VLCS", "VLCS"), ("visda17", "VisDA17", "VisDA17"),
+     ("imageclef_da", "ImageCLEFDA", "ImageCLEFDA")],
+)  # fmt: skip
+def test_dataset_configs_use_dassl_names(config, name, cls):
+    from dassl.config import get_cfg_default
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    cfg = get_cfg_default()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", f"{config}.yaml"))
+    assert cfg.DATASET.NAME == name  # Dassl's DATASET.NAME
+    domains = DATASET_REGISTRY.get(name).domains
+    assert DATASET_REGISTRY.get(name).__name__ == cls
+    assert set(cfg.DATASET.SOURCE_DOMAINS) <= set(domains)
+    assert set(cfg.DATASET.TARGET_DOMAINS) <= set(domains)
+    assert cfg.TEST.PER_CLASS_RESULT == (name == "VisDA17")  # as Dassl's visda17.yaml
