@@ -73,6 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from clip.errors import InvalidModelError
 
@@ -469,6 +470,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.layers = layers
+        self.grad_checkpointing = False
         details = resolve_design_details(design_details)
         trainer = details["trainer"]
         position: str | None = "after_sot" if text_layer else "suffix"
@@ -505,8 +507,15 @@ class Transformer(nn.Module):
                 h = block(h, prompt)
             return [h, deeper, counter]
         for block in self.resblocks:
-            x = block(x)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them (saves memory)."""
+        self.grad_checkpointing = bool(enable)
 
 
 class VisionTransformer(nn.Module):

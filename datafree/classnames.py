@@ -47,10 +47,16 @@ def dataset_classnames(cfg: Any) -> list[str]:
         cls = DATASET_REGISTRY.get(name)
     except KeyError as err:
         raise ClassListError(err.args[0]) from None
-    if name == "ToyShapes":
+    if name in ("ToyShapes", "ToyShapesDG"):
         from datasets.toy_render import CLASSNAMES
 
         return list(CLASSNAMES)
+    from datasets.domain_base import DomainDataset
+
+    if issubclass(cls, DomainDataset):  # PACS, VLCS, ...: their list files name the classes
+        from dassl.data.datasets import build_dataset
+
+        return list(build_dataset(cfg).all_classnames)
     split_file = getattr(cls, "split_file", None)
     root = str(cfg.DATASET.ROOT or "") or os.environ.get(DATA_ENV_VAR, "")
     path = os.path.join(root, getattr(cls, "dataset_dir", ""), split_file or "")

@@ -109,7 +109,7 @@ class CoCoOpCLIP(PromptedCLIP):
         return l2_normalize(self.text_encoder(prompts, tokenized.to(dev)))
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class CoCoOp(PromptTrainer):
     """Conditional context optimization, cross-entropy."""
 

@@ -28,6 +28,8 @@ import clip
 from clip.model import CLIP
 from dassl.utils.logger import get_logger
 
+from .activation_memory import encode_text_chunked
+
 __all__ = [
     "TextEncoder",
     "VLPromptLearner",
@@ -185,6 +187,7 @@ class PromptedCLIP(nn.Module):
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale
+        self.class_chunk = 0  # classes per text-encoder pass; see trainers/activation_memory.py
 
     def text_features(self, classnames: Sequence[str] | None = None) -> torch.Tensor:
         """Normalised prompted text features of the built classes (or of ``classnames``)."""
@@ -192,7 +195,9 @@ class PromptedCLIP(nn.Module):
             prompts, tokenized = self.prompt_learner(), self.prompt_learner.tokenized_prompts
         else:
             prompts, tokenized = self.prompt_learner.prompts_for(classnames)
-        return l2_normalize(self.text_encoder(prompts, tokenized))
+        return l2_normalize(
+            encode_text_chunked(self.text_encoder, prompts, tokenized, self.class_chunk)
+        )
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised image features (float32)."""

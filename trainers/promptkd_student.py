@@ -29,6 +29,7 @@ cache).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,11 @@ import torch
 from torch import nn
 
 import clip
+from clip.preprocess import input_mismatches
 from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms.view_replay import ViewPipeline
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine import distributed as dist
 from dassl.engine.checkpointer import CheckpointMismatchError, run_dir_of
 from dassl.engine.evaluation import EvalSubset, full_class_info
 from dassl.engine.precision import cast_frozen
@@ -46,15 +50,27 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import InputFileNotFoundError, InvalidInputError, load_checkpoint
 from dassl.utils.logger import get_logger
 
-from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors
+from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors, sha256_file
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
+from .image_source import read_image_folder
 from .projector import PROJECTOR_TYPES, build_projector
-from .prompt_trainer import ivlp_design_details
+from .prompt_trainer import ivlp_design_details, ivlp_prompt_defaults
+from .teacher_cache import (
+    CACHE_DTYPES,
+    CacheSpec,
+    ReplayDatasetWrapper,
+    TeacherCache,
+    build_shards,
+    items_sha256,
+    missing_shards,
+    prepare_cache_dir,
+)
 from .teacher_io import (
     build_teacher_visual,
     clip_state_dict,
     is_clip_reference,
     read_teacher_state_dict,
+    resolve_teacher_checkpoint,
     teacher_vision_design,
 )
 
@@ -90,7 +106,7 @@ class StudentCLIP(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKDStudent(TrainerX):
     """PromptKD student: VPT image tower + projector distilled from pre-stored class vectors.
 
@@ -102,15 +118,12 @@ class PromptKDStudent(TrainerX):
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
     """
 
+    teacher_cache: TeacherCache | None = None  # opened in before_train with TEACHER_CACHE
+
     config_defaults = {
         "TRAINER.MODAL": "base2novel",  # base2novel or cross
         "TRAINER.PROMPTKD": {
-            "N_CTX_VISION": 4,
-            "N_CTX_TEXT": 4,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
+            **ivlp_prompt_defaults(n_ctx=4),
             "PROJECT_LAYER": 2,
             "CE_WEIGHT": 0.0,
             "KD_WEIGHT": 1.0,
@@ -120,6 +133,14 @@ class PromptKDStudent(TrainerX):
             "CLASS_VECTORS": "",
             "KD_NORM": "official",
             "PROJECTOR": "mlp",
+            # a folder of images to distil on instead of the dataset's train split (e.g. a
+            # synthesized data-free set, trainers.image_source); "" = the dataset's train images
+            "TRAIN_SOURCE": "",
+            # teacher-output cache (trainers/teacher_cache.py): directory ("" = the teacher runs
+            # every step), K seeded views per image, float32 (bit-identical) or float16 (half)
+            "TEACHER_CACHE": "",
+            "TEACHER_CACHE_VIEWS": 10,
+            "TEACHER_CACHE_DTYPE": "float32",
         },
     }
 
@@ -142,6 +163,14 @@ class PromptKDStudent(TrainerX):
                 "TRAINER.PROMPTKD.CE_WEIGHT must be 0.0: the PromptKD student is unsupervised and "
                 "never reads labels (upstream also ignores this key)"
             )
+        if kd.TEACHER_CACHE:
+            ViewPipeline.from_cfg(cfg)  # the training views must be replayable
+            if kd.TEACHER_CACHE_DTYPE not in CACHE_DTYPES or int(kd.TEACHER_CACHE_VIEWS) < 1:
+                raise InvalidInputError(
+                    f"TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE must be one of {list(CACHE_DTYPES)} "
+                    f"(got {kd.TEACHER_CACHE_DTYPE!r}) and TEACHER_CACHE_VIEWS >= 1 (got "
+                    f"{kd.TEACHER_CACHE_VIEWS})"
+                )
         if not kd.CLASS_VECTORS and not kd.TEACHER_WEIGHTS:
             raise InvalidInputError(
                 "PromptKDStudent needs the teacher: set TRAINER.PROMPTKD.TEACHER_WEIGHTS (teacher run "
@@ -152,15 +181,20 @@ class PromptKDStudent(TrainerX):
         return cfg.TRAINER.PROMPTKD.PREC
 
     def eval_protocol(self) -> str:
+        """Per target domain (``DATASET.TARGET_DOMAINS``), else by ``TRAINER.MODAL``."""
+        if self.cfg.DATASET.TARGET_DOMAINS:
+            return "domains"
         return "base_new" if self.cfg.TRAINER.MODAL == "base2novel" else "all"
 
     # ------------------------------------------------------------------ data
     def train_data_source(self) -> list:
         """The unlabelled training images: every train image of every class (transductive).
 
-        Override to distil from another image source (e.g. synthesized images). Labels of the
-        returned items are never read.
+        ``TRAINER.PROMPTKD.TRAIN_SOURCE`` replaces them by the images of a folder (e.g.
+        synthesized images). Labels of the returned items are never read.
         """
+        if self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE:
+            return read_image_folder(self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE)
         full = getattr(self.dm.dataset, "full_splits", None)
         return list(full["train"]) if full is not None else list(self.dm.dataset.train_x)
 
@@ -248,6 +282,8 @@ class PromptKDStudent(TrainerX):
             cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(kd)
         )
         visual = student_clip.visual
+        for problem in input_mismatches(cfg.INPUT, student_clip.preprocess_cfg):
+            logger.warning(f"{problem} ({cfg.MODEL.BACKBONE.NAME}'s own preprocessing)")
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
             raise InvalidInputError(
@@ -272,6 +308,7 @@ class PromptKDStudent(TrainerX):
         self.vectors = self.class_vectors.vectors.to(self.device)
         self.kd_loss = KDLoss(kd.TEMPERATURE, kd.KD_NORM)
         self.distiller: Distiller | None = None  # built in before_train: never at eval-only
+        self.teacher_cache: TeacherCache | None = None  # opened in before_train
 
     def teacher_image_tower(self) -> tuple[nn.Module, float]:
         """The frozen teacher image tower and its logit scale (see :mod:`trainers.teacher_io`)."""
@@ -332,15 +369,93 @@ class PromptKDStudent(TrainerX):
     # ------------------------------------------------------------------ training
     def before_train(self) -> None:
         super().before_train()
-        if self.start_epoch < self.max_epoch:
+        if self.start_epoch >= self.max_epoch:
+            return
+        if self.cfg.TRAINER.PROMPTKD.TEACHER_CACHE:
+            self.teacher_cache = self.open_teacher_cache()
+        else:
             self.distiller = self.build_distiller()
+
+    def teacher_fingerprint(self) -> str:
+        """What identifies the teacher image tower, in ``teacher_image_tower``'s precedence."""
+        kd = self.cfg.TRAINER.PROMPTKD
+        if is_clip_reference(kd.TEACHER_WEIGHTS):
+            path = kd.TEACHER_WEIGHTS
+            return sha256_file(path) if os.path.isfile(path) else f"clip:{path}"
+        if self.class_vectors.vision_prompts is not None:  # covered by the class-vector hash
+            return f"vision prompts of the class vectors on {kd.TEACHER_NAME}"
+        return sha256_file(resolve_teacher_checkpoint(kd.TEACHER_WEIGHTS, (MODEL_NAME,)))
+
+    def open_teacher_cache(self) -> TeacherCache:
+        """Validate (or build the missing shards of) the teacher cache; replay its views."""
+        cfg = self.cfg
+        kd = cfg.TRAINER.PROMPTKD
+        source = self.train_data_source()
+        pipeline = ViewPipeline.from_cfg(cfg)
+        spec = CacheSpec(
+            dataset=cfg.DATASET.NAME,
+            num_items=len(source),
+            items_sha256=items_sha256([d.impath for d in source]),
+            teacher_sha256=self.teacher_fingerprint(),
+            class_vectors_sha256=sha256_file(self.class_vectors.path),
+            transform=pipeline.fingerprint(),
+            views=int(kd.TEACHER_CACHE_VIEWS),
+            seed=max(int(cfg.SEED), 0),
+            dim=self.class_vectors.dim,
+            dtype=kd.TEACHER_CACHE_DTYPE,
+        )
+        directory = kd.TEACHER_CACHE
+        if missing_shards(directory, spec):
+            distiller = self.build_distiller()
+            prepare_cache_dir(directory, spec, distiller.logit_scale)
+
+            def features(images: torch.Tensor) -> torch.Tensor:
+                with self.precision.autocast():
+                    return distiller.teacher_features(images)
+
+            build_shards(
+                directory,
+                spec,
+                source,
+                pipeline,
+                features,
+                cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                dist.get_rank(),
+                dist.get_world_size(),
+                cfg.DATALOADER.NUM_WORKERS,
+                self.device,
+            )
+            del distiller
+        dist.barrier()
+        cache = TeacherCache.open(directory, spec)
+        logger.info(
+            f"Student epochs replay {spec.views} cached teacher views per image from {directory}"
+        )
+        dl = cfg.DATALOADER
+        self.train_loader_x = build_data_loader(
+            cfg,
+            sampler_type=dl.TRAIN_X.SAMPLER,
+            data_source=source,
+            batch_size=dl.TRAIN_X.BATCH_SIZE,
+            n_domain=dl.TRAIN_X.N_DOMAIN,
+            n_ins=dl.TRAIN_X.N_INS,
+            is_train=True,
+            dataset_wrapper=functools.partial(ReplayDatasetWrapper, pipeline=pipeline, cache=cache),
+            generator=self.dm.train_generator,
+        )
+        return cache
 
     def parse_batch_train(self, batch: dict[str, Any]) -> torch.Tensor:
         """Images only: the student never sees labels."""
         return batch["img"].to(self.device)
 
     def teacher_logits(self, images: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Soft labels for ``images`` (the seam for a teacher-output cache keyed by batch["index"])."""
+        """Soft labels for ``images``: the teacher's, or its cached outputs for (index, view)."""
+        if self.teacher_cache is not None:
+            cache = self.teacher_cache
+            feats = cache.features(batch["index"], batch["view"]).to(self.device)
+            with self.precision.autocast():
+                return (cache.logit_scale * feats @ self.vectors.t()).float()
         with self.precision.autocast():
             return self.distiller.teacher_logits(images).float()
 
@@ -356,7 +471,7 @@ class PromptKDStudent(TrainerX):
         images = self.parse_batch_train(batch)
         t_logits = self.teacher_logits(images, batch)
         s_logits = self.student_logits(images, self.vectors, self.model_ddp)
-        loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.distiller(s_logits, t_logits)
+        loss = self.cfg.TRAINER.PROMPTKD.KD_WEIGHT * self.kd_loss(s_logits, t_logits.detach())
         terms = {"loss_kd": loss, "student_logits_max": s_logits.detach().abs().max()}
         self.model_backward_and_update(loss, terms=terms)
         return {"loss": loss.item()}
@@ -378,6 +493,6 @@ class PromptKDStudent(TrainerX):
         return lambda images: self.student_logits(images, vectors)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKD(PromptKDStudent):
     """Alias so upstream scripts' ``--trainer PromptKD`` run the student."""

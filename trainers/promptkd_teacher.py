@@ -15,6 +15,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine import distributed as dist
 from dassl.utils.logger import get_logger
 
+from .activation_memory import configure_teacher_memory
 from .class_vectors import CLASS_VECTORS_FILE, write_teacher_class_vectors
 from .ivlp import IVLPCLIP
 from .prompt_trainer import ivlp_design_details
@@ -37,9 +38,32 @@ MODEL_NAME = "VLPromptLearner"
 TeacherCLIP = IVLPCLIP  # the prompted teacher: upstream ``CustomCLIP`` with IVLP prompts
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKDTeacher(PromptSRC):
-    """PromptSRC teacher that also writes the class vectors after training."""
+    """PromptSRC teacher that also writes the class vectors after training.
+
+    Memory keys under ``TRAINER.PROMPTSRC`` (:mod:`trainers.activation_memory`; both exact):
+    ``GRAD_CHECKPOINT_TEXT`` / ``GRAD_CHECKPOINT_IMAGE`` recompute each transformer block of
+    the text / image tower in backward instead of storing its activations; ``CLASS_CHUNK`` runs
+    the prompted text encoder over that many classes at a time, each chunk recomputed in
+    backward (0 = all at once). Off by default; turn them on when the teacher step does not fit
+    (e.g. ImageNet's 500 base classes on a 16-32 GB GPU; see docs/PERFORMANCE.md).
+    """
+
+    config_defaults = {
+        "TRAINER.PROMPTSRC": {
+            "GRAD_CHECKPOINT_TEXT": False,
+            "GRAD_CHECKPOINT_IMAGE": False,
+            "CLASS_CHUNK": 0,
+        }
+    }
+
+    def build_model(self) -> None:
+        super().build_model()
+        node = self.node
+        configure_teacher_memory(
+            self.model, node.GRAD_CHECKPOINT_TEXT, node.GRAD_CHECKPOINT_IMAGE, node.CLASS_CHUNK
+        )
 
     def after_train(self) -> None:
         super().after_train()

@@ -24,6 +24,7 @@ from dassl.utils.logger import get_logger
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .ivlp import IVLP
 from .prompt_learner import l2_normalize
+from .prompt_trainer import ivlp_prompt_defaults
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .zero_shot import build_zero_shot_classifier
 
@@ -32,19 +33,14 @@ __all__ = ["PromptSRC"]
 logger = get_logger(__name__)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptSRC(IVLP):
     """IVLP prompts + PromptSRC's consistency losses + GPA."""
 
     node_name = "PROMPTSRC"
     config_defaults = {
         "TRAINER.PROMPTSRC": {
-            "N_CTX_VISION": 4,
-            "N_CTX_TEXT": 4,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
+            **ivlp_prompt_defaults(n_ctx=4),
             "TEXT_LOSS_WEIGHT": 25,
             "IMAGE_LOSS_WEIGHT": 10,
             "GPA_MEAN": 15,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 
 from .prompt_learner import FixedPromptLearner, PromptedCLIP
 from .prompt_trainer import PromptTrainer
@@ -18,7 +19,7 @@ from .prompt_trainer import PromptTrainer
 __all__ = ["VPT"]
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class VPT(PromptTrainer):
     """Vision prompts + hand-written text prompts, cross-entropy."""
 
@@ -34,7 +35,7 @@ class VPT(PromptTrainer):
 
     def check_cfg(self, cfg: Any) -> None:
         if cfg.TRAINER.VPT.PROMPT_DEPTH_VISION < 1 or cfg.TRAINER.VPT.N_CTX_VISION < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 "VPT needs vision prompts: TRAINER.VPT.PROMPT_DEPTH_VISION >= 1 and "
                 f"N_CTX_VISION >= 1 (got {cfg.TRAINER.VPT.PROMPT_DEPTH_VISION}, "
                 f"{cfg.TRAINER.VPT.N_CTX_VISION})"

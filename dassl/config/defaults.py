@@ -56,6 +56,12 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.K_TRANSFORMS = 1
 _C.DATALOADER.RETURN_IMG0 = False
+# Ours (read by dassl.data.data_manager.loader_options): page-locked batches when CUDA is used;
+# workers kept alive across epochs (off: a resumed run would draw other worker seeds than an
+# uninterrupted one); batches loaded ahead per worker.
+_C.DATALOADER.PIN_MEMORY = True
+_C.DATALOADER.PERSISTENT_WORKERS = False
+_C.DATALOADER.PREFETCH_FACTOR = 2
 _C.DATALOADER.TRAIN_X = CN()
 _C.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
 _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32

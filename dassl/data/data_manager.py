@@ -26,7 +26,7 @@ from .datasets import build_dataset
 from .samplers import ShardedEvalSampler, build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
-__all__ = ["DataManager", "DatasetWrapper", "build_data_loader", "seed_worker"]
+__all__ = ["DataManager", "DatasetWrapper", "build_data_loader", "loader_options", "seed_worker"]
 
 logger = get_logger(__name__)
 
@@ -50,6 +50,31 @@ def make_generator(seed: int) -> torch.Generator:
     else:
         g.seed()
     return g
+
+
+def loader_options(cfg: Any) -> dict[str, Any]:
+    """DataLoader speed options from ``cfg.DATALOADER`` (workers, pinning, persistence, prefetch).
+
+    Pinning applies only when batches go to CUDA; persistence and prefetch only with workers.
+    Configs built without our keys get the defaults of ``dassl/config/defaults.py``.
+    """
+    dl = cfg.DATALOADER
+    workers = int(dl.NUM_WORKERS)
+    if workers < 0:
+        raise ValueError(f"DATALOADER.NUM_WORKERS must be >= 0, got {workers}")
+    opts: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": bool(dl.get("PIN_MEMORY", True))
+        and bool(cfg.USE_CUDA)
+        and torch.cuda.is_available(),
+    }
+    if workers > 0:
+        prefetch = int(dl.get("PREFETCH_FACTOR", 2))
+        if prefetch < 1:
+            raise ValueError(f"DATALOADER.PREFETCH_FACTOR must be >= 1, got {prefetch}")
+        opts["persistent_workers"] = bool(dl.get("PERSISTENT_WORKERS", False))
+        opts["prefetch_factor"] = prefetch
+    return opts
 
 
 def build_data_loader(
@@ -122,11 +147,10 @@ def build_data_loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
         drop_last=is_train and n_sampled >= batch_size,
-        pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
         worker_init_fn=seed_worker,
         generator=generator,
+        **loader_options(cfg),
     )
     if is_train and len(data_loader) == 0:
         raise ValueError(

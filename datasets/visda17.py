@@ -1,0 +1,40 @@
+"""VisDA-2017 classification (Peng et al., 2017) in Dassl's layout: synthetic -> real, 12 classes.
+
+::
+
+    visda17/
+        train/image_list.txt          "<class>/<file> <label>"   (synthetic renderings)
+        train/<class>/<file>
+        validation/image_list.txt     (real photos, the usual target)
+        validation/<class>/<file>
+
+Labels are 0-based and the class name is the first path component (Dassl's rule). Domain
+``synthetic`` reads ``train/``, ``real`` reads ``validation/``; a domain gives the same images for
+train, val and test (the challenge has no per-domain split).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dassl.data.datasets import DATASET_REGISTRY
+
+from .domain_base import DomainDataset, read_list_file
+
+__all__ = ["VisDA17"]
+
+
+@DATASET_REGISTRY.register()
+class VisDA17(DomainDataset):
+    """VisDA-2017: synthetic (train/) and real (validation/)."""
+
+    dataset_dir = "visda17"
+    domains = ["synthetic", "real"]
+    _folders = {"synthetic": "train", "real": "validation"}
+
+    def read_domain(self, domain: str, split: str) -> list[tuple[str, int, str]]:
+        folder = os.path.join(self.dataset_dir, self._folders[domain])
+        items = []
+        for rel, label in read_list_file(os.path.join(folder, "image_list.txt")):
+            items.append((os.path.join(folder, rel), label, rel.split("/")[0]))
+        return items
