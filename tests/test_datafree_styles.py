@@ -151,3 +151,29 @@ def test_style_slot_after_class_names_of_different_lengths(model):
     torch.testing.assert_close(got, expected / expected.norm(dim=-1, keepdim=True))
     with pytest.raises(ValueError, match="needs a {style} field"):
         PromptBank(model, "a photo of a {classname}.", names, 1)
+
+
+def test_contrastive_class_diversity_separates_styled_class_prompts(model):
+    on = "both"  # runs the style-only and the per-class terms
+    kwargs = dict(
+        num_styles=3,
+        n_tokens=1,
+        template="a {style} style photo of a {classname}.",
+        style_template="a {style} style of a picture.",
+        plain_template="a photo of a {classname}.",
+        tau=0.1,
+        lr=0.05,
+        content_weight=1.0,
+        classes_per_step=3,
+        seed=0,
+    )
+    styles, history = train_styles(model, CLASSES, steps=8, diversity_on=on, **kwargs)
+    start, _ = train_styles(model, CLASSES, steps=1, diversity_on=on, **kwargs)
+    bank = PromptBank(model, kwargs["template"], CLASSES, 1)
+    with torch.no_grad():
+        f = bank.encode(torch.tensor([0, 0, 0]), styles)
+        f0 = bank.encode(torch.tensor([0, 0, 0]), start)
+    spread = lambda x: float((1 - (x @ x.t())[~torch.eye(3, dtype=torch.bool)]).mean())  # noqa: E731
+    assert spread(f) > spread(f0) + 0.01
+    with pytest.raises(ValueError, match="DIVERSITY_ON must be one of"):
+        train_styles(model, CLASSES, steps=1, diversity_on="pairs", **kwargs)
