@@ -41,11 +41,21 @@ def test_registry_plain_registration_takes_a_builtin_name_in_either_order():
         reg2.register(_classes("Alpha")[0], builtin=True)  # two built-ins: a bug of ours
 
 
-def test_builtin_trainers_and_datasets_are_marked():
-    for reg in (TRAINER_REGISTRY, DATASET_REGISTRY):
-        for name, cls in reg:
-            if cls.__module__.split(".")[0] in ("trainers", "datasets"):
-                assert name in reg._builtin or cls.__module__ == "trainers.example_ivlp", name
+UPSTREAM_TRAINERS = ["CoOp", "CoCoOp", "ZeroshotCLIP", "ZeroshotCLIP2", "MaPLe", "IVLP", "VPT"]
+UPSTREAM_TRAINERS += ["PromptSRC", "PromptKD"]
+UPSTREAM_DATASETS = ["OxfordPets", "OxfordFlowers", "FGVCAircraft", "DescribableTextures"]
+UPSTREAM_DATASETS += ["EuroSAT", "StanfordCars", "Food101", "SUN397", "Caltech101", "UCF101"]
+UPSTREAM_DATASETS += ["ImageNet", "ImageNetSketch", "ImageNetV2", "ImageNetA", "ImageNetR"]
+
+
+def test_our_classes_of_upstream_names_are_builtin():
+    """Every name an upstream file registers is held by a built-in of ours, so the file can take it."""
+    for reg, names in (
+        (TRAINER_REGISTRY, UPSTREAM_TRAINERS),
+        (DATASET_REGISTRY, UPSTREAM_DATASETS),
+    ):
+        for name in names:
+            assert name in reg and name in reg._builtin, name
 
 
 def test_load_clip_to_cpu_is_upstream_coops():
@@ -113,3 +123,24 @@ def test_dropin_dataset_takes_the_builtin_name_and_uses_our_helpers(tmp_path):
     assert first.classnames == again.classnames == fake.classnames[:2]  # base of 3: first 2
     assert [d.impath for d in first.test] == [d.impath for d in again.test]
     assert len(first.train_x) == 2 and all(d.label < 2 for d in first.test)
+
+
+@pytest.mark.parametrize(
+    "yaml",
+    [
+        "CoOp/vit_b16_ep50.yaml",
+        "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+        "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+        "VPT/vit_b16_c2_ep5_batch4_4.yaml",
+        "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    ],
+)
+def test_upstream_nodes_do_not_need_our_module_of_that_file_name(yaml):
+    """An upstream ``coop.py``/``cocoop.py``/``maple.py``/``vpt.py``/``promptsrc.py`` copied over
+    ours removes our class; its YAML must still merge (the node comes from compat_config)."""
+    from dassl.config import get_cfg_default, merge_cfg_file
+    from trainers.compat_config import add_compat_config
+
+    cfg = add_compat_config(get_cfg_default())  # no trainer class's config_defaults
+    merge_cfg_file(cfg, os.path.join(ROOT, "configs", "trainers", yaml))
+    assert cfg.TRAINER[yaml.split("/")[0].upper()].PREC in ("fp16", "fp32", "amp")
