@@ -9,8 +9,9 @@ Differences from upstream: ``--seed 0`` means seed 0 (P9); seeded runs keep cuDN
 unknown key/trainer/dataset, wrong type, missing data root, ...) ends with one message on stderr
 and exit status 2, and leaves no half-written output directory, while any other exception keeps
 its traceback (also appended to ``log.txt``) and the directory. One run per output directory
-(``.run.lock`` names the holder's pid and host; a stale lock is taken over with a warning). Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised before
-the trainer is built and destroyed at exit.
+(``.run.lock`` names the holder's pid and host; a stale lock is taken over with a warning).
+Under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised before the trainer is
+built (the ranks' configs must agree) and destroyed at exit.
 """
 
 from __future__ import annotations

@@ -69,3 +69,22 @@ def build_preprocess(cfg: PreprocessCfg) -> Compose:
             Normalize(cfg.mean, cfg.std),
         ]
     )
+
+
+def input_mismatches(input_cfg: Any, preprocess: PreprocessCfg) -> list[str]:
+    """How a run's ``INPUT`` node (mean/std/interpolation) differs from the model's recipe.
+
+    The training and test pipelines are built from ``INPUT``; a model trained with other
+    statistics silently sees shifted inputs, so trainers log these differences as warnings.
+    """
+    out = []
+    for key, theirs in (("PIXEL_MEAN", preprocess.mean), ("PIXEL_STD", preprocess.std)):
+        ours = [float(v) for v in input_cfg[key]]
+        if len(ours) != len(theirs) or any(abs(a - b) > 1e-6 for a, b in zip(ours, theirs)):
+            out.append(f"INPUT.{key} {ours} differs from the model's {list(theirs)}")
+    if input_cfg.INTERPOLATION != preprocess.interpolation:
+        out.append(
+            f"INPUT.INTERPOLATION {input_cfg.INTERPOLATION!r} differs from the model's "
+            f"{preprocess.interpolation!r}"
+        )
+    return out

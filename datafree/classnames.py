@@ -13,10 +13,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from dassl.utils import InputFileNotFoundError, InvalidInputError
+
 __all__ = ["ClassListError", "dataset_classnames", "read_classnames_file", "check_same_classes"]
 
 
-class ClassListError(ValueError):
+class ClassListError(InvalidInputError):
     """Class names cannot be found, or two class lists disagree."""
 
 
@@ -45,10 +47,16 @@ def dataset_classnames(cfg: Any) -> list[str]:
         cls = DATASET_REGISTRY.get(name)
     except KeyError as err:
         raise ClassListError(err.args[0]) from None
-    if name == "ToyShapes":
+    if name in ("ToyShapes", "ToyShapesDG"):
         from datasets.toy_render import CLASSNAMES
 
         return list(CLASSNAMES)
+    from datasets.domain_base import DomainDataset
+
+    if issubclass(cls, DomainDataset):  # PACS, VLCS, ...: their list files name the classes
+        from dassl.data.datasets import build_dataset
+
+        return list(build_dataset(cfg).all_classnames)
     split_file = getattr(cls, "split_file", None)
     root = str(cfg.DATASET.ROOT or "") or os.environ.get(DATA_ENV_VAR, "")
     path = os.path.join(root, getattr(cls, "dataset_dir", ""), split_file or "")
@@ -64,7 +72,9 @@ def dataset_classnames(cfg: Any) -> list[str]:
 def read_classnames_file(path: str) -> list[str]:
     """One class name per line (blank lines ignored), or a JSON list."""
     if not os.path.isfile(path):
-        raise ClassListError(f"class-name file not found: {path} (DATAFREE.CLASSNAMES_FILE)")
+        raise InputFileNotFoundError(
+            f"class-name file not found: {path} (DATAFREE.CLASSNAMES_FILE)"
+        )
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if text.lstrip().startswith("["):

@@ -57,6 +57,7 @@ def add_datafree_config(cfg: CN) -> CN:
     df.CONTRASTIVE.LR = 0.01
     df.CONTRASTIVE.CONTENT_WEIGHT = 1.0
     df.CONTRASTIVE.CLASSES_PER_STEP = 16  # classes sampled for the content term per step
+    df.CONTRASTIVE.DIVERSITY_ON = "style"  # style | class | both: features pushed apart
     df.CONTRASTIVE.STYLE_TEMPLATE = "a {style} style of a picture."
     df.CONTRASTIVE.STYLES_FILE = ""  # "" = <output>/styles.safetensors
 

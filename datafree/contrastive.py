@@ -4,7 +4,9 @@ Loss per step (our reconstruction; the paper's exact formula is not public):
 
 - diversity: ``f_k = g("a [s_k] style of a picture")`` (L2-normalised); InfoNCE over the K x K
   similarity matrix / ``TAU`` with each style its own positive, i.e. every other style is pushed
-  away;
+  away (``DIVERSITY_ON: style``, the design's formulation); ``class`` applies the same term to
+  the K styled prompts ``g("a [s_k] style photo of a [c]")`` of each sampled class instead, and
+  ``both`` adds the two;
 - content: for a random subset of classes c and every k, ``g("a [s_k] style photo of a [c]")``
   must classify as c against the plain class prompts (cross-entropy, CLIP's logit scale),
   weighted by ``CONTENT_WEIGHT``.
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
 from .styles import PromptBank, token_moments
@@ -33,6 +36,7 @@ __all__ = ["train_styles", "save_styles", "load_styles", "load_or_train_styles",
 
 logger = get_logger(__name__)
 TENSOR_KEY = "styles"
+DIVERSITY_ON = ("style", "class", "both")
 
 
 def style_features(bank: PromptBank, styles: torch.Tensor) -> torch.Tensor:
@@ -55,12 +59,22 @@ def train_styles(
     content_weight: float,
     classes_per_step: int,
     seed: int,
+    diversity_on: str = "style",
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """Train K styles; returns ``(styles [K, n, D], history)`` (history every 10 steps + last)."""
+    """Train K styles; returns ``(styles [K, n, D], history)`` (history every 10 steps + last).
+
+    ``diversity_on``: which features the contrastive term separates: the style-only prompts
+    (``style``), the K styled prompts of each sampled class (``class``), or the sum (``both``).
+    """
+    if diversity_on not in DIVERSITY_ON:
+        raise InvalidInputError(
+            f"DATAFREE.CONTRASTIVE.DIVERSITY_ON must be one of {list(DIVERSITY_ON)}, got "
+            f"{diversity_on!r}"
+        )
     if num_styles < 2:
-        raise ValueError(f"DATAFREE.CONTRASTIVE.NUM_STYLES must be >= 2, got {num_styles}")
+        raise InvalidInputError(f"DATAFREE.CONTRASTIVE.NUM_STYLES must be >= 2, got {num_styles}")
     if tau <= 0 or steps < 1 or lr <= 0:
-        raise ValueError("DATAFREE.CONTRASTIVE: TAU and LR must be > 0 and STEPS >= 1")
+        raise InvalidInputError("DATAFREE.CONTRASTIVE: TAU and LR must be > 0 and STEPS >= 1")
     device = model.token_embedding.weight.device
     gen = torch.Generator().manual_seed(seed)
     mu, sigma = token_moments(model)
@@ -82,14 +96,20 @@ def train_styles(
     k = num_styles
     n_cls = min(classes_per_step, len(classnames))
     history = []
+    targets = torch.arange(k, device=device)
     for step in range(steps):
         f = style_features(style_bank, styles)
-        logits = f @ f.t() / tau
-        div = F.cross_entropy(logits, torch.arange(k, device=device))
         cls = torch.randperm(len(classnames), generator=gen)[:n_cls]
-        labels = cls.repeat_interleave(k)
+        labels = cls.repeat_interleave(k)  # class-major blocks of the K styles
         feats = class_bank.encode(labels, styles.repeat(n_cls, 1, 1))
         content = F.cross_entropy(scale * feats @ plain.t(), labels.to(device))
+        div = torch.zeros((), device=device)
+        if diversity_on in ("style", "both"):
+            div = div + F.cross_entropy(f @ f.t() / tau, targets)
+        if diversity_on in ("class", "both"):
+            per_class = feats.view(n_cls, k, -1)
+            sims = per_class @ per_class.transpose(1, 2) / tau  # [n_cls, K, K]
+            div = div + F.cross_entropy(sims.reshape(-1, k), targets.repeat(n_cls))
         loss = div + content_weight * content
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,7 +163,7 @@ def load_styles(path: str) -> tuple[torch.Tensor, dict[str, Any]]:
 
     with safe_open(path, framework="pt", device="cpu") as f:
         if TENSOR_KEY not in f.keys():
-            raise ValueError(f"{path}: no tensor {TENSOR_KEY!r}; not a styles file")
+            raise InvalidInputError(f"{path}: no tensor {TENSOR_KEY!r}; not a styles file")
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         return f.get_tensor(TENSOR_KEY), meta
 
@@ -164,6 +184,7 @@ def _settings(node: Any, classnames: Sequence[str], dim: int) -> dict[str, Any]:
         "lr": float(c.LR),
         "content_weight": float(c.CONTENT_WEIGHT),
         "classes_per_step": int(c.CLASSES_PER_STEP),
+        "diversity_on": c.DIVERSITY_ON,
         "seed": int(node.SEED),
     }
 
@@ -178,7 +199,7 @@ def load_or_train_styles(
         if meta.get("settings") == settings:
             logger.info("Reusing %d contrastive styles from %s", len(styles), path)
             return styles
-        raise ValueError(
+        raise InvalidInputError(
             f"{path} holds styles trained with other settings than DATAFREE.CONTRASTIVE/TEACHER "
             "now ask for; delete it or set DATAFREE.CONTRASTIVE.STYLES_FILE to another path"
         )
@@ -197,6 +218,7 @@ def load_or_train_styles(
         content_weight=settings["content_weight"],
         classes_per_step=settings["classes_per_step"],
         seed=settings["seed"],
+        diversity_on=settings["diversity_on"],
     )
     if path:
         save_styles(path, styles, {"settings": settings, "history": history})

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dassl.utils import Registry
+from dassl.utils import InvalidInputError, Registry
 
 from .vqgan import VQGANDecoder, VQGANError, load_vqgan
 
@@ -50,7 +50,7 @@ class FourierGenerator:
 
     def __init__(self, size: int, decay: float = 1.0, init_std: float = 0.01):
         if size < 2:
-            raise ValueError(f"image size must be >= 2, got {size}")
+            raise InvalidInputError(f"image size must be >= 2, got {size}")
         self.size = int(size)
         self.init_std = float(init_std)
         fy = torch.fft.fftfreq(size)[:, None]
@@ -122,5 +122,5 @@ def build_generator(node: Any, size: int):  # noqa: ANN201
     try:
         builder = GENERATOR_REGISTRY.get(node.NAME)
     except KeyError as err:
-        raise ValueError(err.args[0]) from None
+        raise InvalidInputError(err.args[0]) from None
     return builder(node, size)

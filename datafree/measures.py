@@ -18,11 +18,16 @@ from PIL import Image
 from .surrogate_set import read_surrogate_set
 from .teacher import Teacher
 
-__all__ = ["within_class_diversity", "measure_set"]
+__all__ = ["per_class_diversity", "within_class_diversity", "measure_set"]
 
 
 def within_class_diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean over classes of the mean pairwise ``1 - cos`` of that class's (normalised) features."""
+    return float(np.mean(per_class_diversity(features, labels)))
+
+
+def per_class_diversity(features: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Mean pairwise ``1 - cos`` within each class that has >= 2 images (label order)."""
     per_class = []
     for c in labels.unique():
         f = features[labels == c]
@@ -34,7 +39,7 @@ def within_class_diversity(features: torch.Tensor, labels: torch.Tensor) -> floa
         per_class.append(float((1 - off).mean()))
     if not per_class:
         raise ValueError("diversity needs at least one class with two images")
-    return float(np.mean(per_class))
+    return per_class
 
 
 @torch.no_grad()
@@ -52,11 +57,17 @@ def measure_set(folder: str, teacher: Teacher, batch_size: int = 256) -> dict[st
     feats_t = torch.cat(feats).cpu()
     labels = torch.tensor([r["label"] for r in recs])
     probs = teacher.logits(feats_t.to(device)).softmax(dim=-1).cpu()
+    per_class = per_class_diversity(feats_t, labels)
     return {
         "strategy": meta["strategy"],
         "images": len(recs),
         "classes": len(meta["classnames"]),
         "accuracy": float((probs.argmax(dim=-1) == labels).float().mean()),
         "mean_prob": float(probs[torch.arange(len(recs)), labels].mean()),
-        "diversity": within_class_diversity(feats_t, labels),
+        "diversity": float(np.mean(per_class)),
+        # standard error over classes, for comparing strategies
+        "diversity_sem": float(np.std(per_class, ddof=1) / np.sqrt(len(per_class)))
+        if len(per_class) > 1
+        else float("nan"),
+        "per_class_diversity": per_class,
     }

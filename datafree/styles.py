@@ -18,7 +18,7 @@ from torch import nn
 
 import clip
 from clip.text_prompts import encode_spliced
-from dassl.utils import Registry
+from dassl.utils import InvalidInputError, Registry
 
 __all__ = [
     "STRATEGY_REGISTRY",
@@ -41,28 +41,33 @@ class PromptBank:
 
     def __init__(self, model: nn.Module, template: str, classnames: Sequence[str], n_tokens: int):
         if "{style}" not in template:
-            raise ValueError(
+            raise InvalidInputError(
                 f"template {template!r} needs a {{style}} field "
                 "(DATAFREE.TEMPLATE / CONTRASTIVE.STYLE_TEMPLATE)"
             )
         if n_tokens < 1:
-            raise ValueError(f"DATAFREE.STYLE_TOKENS must be >= 1, got {n_tokens}")
+            raise InvalidInputError(f"DATAFREE.STYLE_TOKENS must be >= 1, got {n_tokens}")
         self.model = model
         slot = " ".join([PLACEHOLDER] * n_tokens)
         texts = [template.format(style=slot, classname=c) for c in classnames]
         self.tokens = clip.tokenize(texts, context_length=model.context_length)
-        prefix = template.split("{style}")[0].strip()
+        # the slot starts after SOT and the tokens of the text before it (per class: the class
+        # name may come first)
         tok = clip.clip._get_tokenizer()
-        start = 1 + len(tok.encode(prefix)) if prefix else 1
-        self.positions = torch.arange(start, start + n_tokens)
+        head = template.split("{style}")[0]
+        starts = [1 + len(tok.encode(head.format(classname=c).strip())) for c in classnames]
+        self.positions = torch.tensor(starts)[:, None] + torch.arange(n_tokens)
         placeholder_id = tok.encode(PLACEHOLDER)[0]
-        if not bool((self.tokens[:, self.positions] == placeholder_id).all()):
-            raise ValueError(f"could not locate the {{style}} slot of template {template!r}")
+        if not bool((self.tokens.gather(1, self.positions) == placeholder_id).all()):
+            raise InvalidInputError(
+                f"could not locate the {{style}} slot of template {template!r} (put spaces "
+                "around it)"
+            )
 
     def encode(self, labels: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """L2-normalised features of the prompts of ``labels`` with ``vectors`` [B, n, D] in."""
         tokens = self.tokens[labels.cpu()].to(vectors.device)
-        pos = self.positions.to(vectors.device).expand(len(labels), -1)
+        pos = self.positions[labels.cpu()].to(vectors.device)
         feats = encode_spliced(self.model, tokens, vectors, pos).float()
         return feats / feats.norm(dim=-1, keepdim=True)
 
@@ -77,7 +82,7 @@ def word_embedding(model: nn.Module, word: str) -> torch.Tensor:
     """Mean token embedding of ``word`` (a word may be several BPE tokens)."""
     ids = clip.clip._get_tokenizer().encode(word)
     if not ids:
-        raise ValueError(f"style word {word!r} has no tokens")
+        raise InvalidInputError(f"style word {word!r} has no tokens")
     return model.token_embedding.weight.detach().float()[ids].mean(dim=0)
 
 
@@ -143,11 +148,11 @@ class MixStrategy(StyleStrategy):
         super().__init__(model, classnames, template, n_tokens)
         words = list(words)
         if not 1 <= num_words <= len(words):
-            raise ValueError(
+            raise InvalidInputError(
                 f"DATAFREE.MIX.NUM_WORDS must be in 1..{len(words)} (the style words), got {num_words}"
             )
         if alpha <= 0:
-            raise ValueError(f"DATAFREE.MIX.ALPHA must be > 0, got {alpha}")
+            raise InvalidInputError(f"DATAFREE.MIX.ALPHA must be > 0, got {alpha}")
         self.words, self.num_words, self.alpha = words, int(num_words), float(alpha)
         self.table = torch.stack([word_embedding(model, w) for w in words]).cpu()
 
@@ -193,7 +198,7 @@ class RandomStrategy(StyleStrategy):
     ):
         super().__init__(model, classnames, template, n_tokens)
         if scale <= 0:
-            raise ValueError(f"DATAFREE.RANDOM.SCALE must be > 0, got {scale}")
+            raise InvalidInputError(f"DATAFREE.RANDOM.SCALE must be > 0, got {scale}")
         self.mu, self.sigma = (t.cpu() for t in token_moments(model))
         self.scale = float(scale)
 
@@ -262,5 +267,5 @@ def build_strategy(
     try:
         builder = STRATEGY_REGISTRY.get(node.STRATEGY)
     except KeyError as err:
-        raise ValueError(err.args[0]) from None
+        raise InvalidInputError(err.args[0]) from None
     return builder(node, model, classnames, styles_path=styles_path)

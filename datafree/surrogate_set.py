@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from dassl.engine import distributed as dist_utils
-from dassl.utils import read_json
+from dassl.utils import InputFileNotFoundError, InvalidInputError, read_json
 from dassl.utils.logger import get_logger
 
 from .classnames import ClassListError, check_same_classes, dataset_classnames, read_classnames_file
@@ -92,12 +92,12 @@ def check_datafree_cfg(cfg: Any) -> None:
     """Reject unknown names and missing files before any heavy work."""
     node = cfg.DATAFREE
     if node.STRATEGY not in STRATEGY_REGISTRY:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown DATAFREE.STRATEGY {node.STRATEGY!r}; choose one of "
             f"{STRATEGY_REGISTRY.registered_names()}"
         )
     if node.GENERATOR.NAME not in GENERATOR_REGISTRY:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown DATAFREE.GENERATOR.NAME {node.GENERATOR.NAME!r}; choose one of "
             f"{GENERATOR_REGISTRY.registered_names()}"
         )
@@ -105,16 +105,16 @@ def check_datafree_cfg(cfg: Any) -> None:
         for key in ("CONFIG", "CHECKPOINT"):
             path = node.GENERATOR.VQGAN[key]
             if not path or not os.path.isfile(path):
-                raise FileNotFoundError(
+                raise InputFileNotFoundError(
                     f"DATAFREE.GENERATOR.VQGAN.{key} not found: {path!r} (the vqgan generator "
                     "needs a taming model .yaml and its .ckpt)"
                 )
     if node.TEACHER_RUN and not os.path.exists(node.TEACHER_RUN):
-        raise FileNotFoundError(f"DATAFREE.TEACHER_RUN not found: {node.TEACHER_RUN}")
+        raise InputFileNotFoundError(f"DATAFREE.TEACHER_RUN not found: {node.TEACHER_RUN}")
     if node.CLASS_VECTORS and not os.path.isfile(node.CLASS_VECTORS):
-        raise FileNotFoundError(f"DATAFREE.CLASS_VECTORS not found: {node.CLASS_VECTORS}")
+        raise InputFileNotFoundError(f"DATAFREE.CLASS_VECTORS not found: {node.CLASS_VECTORS}")
     if node.N_PER_CLASS < 1:
-        raise ValueError(f"DATAFREE.N_PER_CLASS must be >= 1, got {node.N_PER_CLASS}")
+        raise InvalidInputError(f"DATAFREE.N_PER_CLASS must be >= 1, got {node.N_PER_CLASS}")
 
 
 def _settings(cfg: Any, classnames: Sequence[str]) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def is_complete(folder: str) -> bool:
 def read_surrogate_set(folder: str) -> dict[str, Any]:
     """The metadata of a complete folder (records carry absolute ``impath``)."""
     if not is_complete(folder):
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"{folder} is not a complete synthesized set (no {METADATA_FILE}/{SPLIT_FILE}); run "
             "tools/synthesize.py (again) to finish it"
         )
@@ -198,7 +198,7 @@ def synthesize_set(
     settings = _settings(cfg, classnames)
     settings_path = os.path.join(output_dir, SETTINGS_FILE)
     if os.path.isfile(settings_path) and read_json(settings_path) != settings:
-        raise ValueError(
+        raise InvalidInputError(
             f"{output_dir} holds a synthesis made with other settings ({settings_path}); use "
             "another output directory or delete it"
         )
@@ -270,6 +270,7 @@ def synthesize_set(
         sum(len(batches[b]) for b in mine) - n_todo,
     )
     bar = Progress(n_todo, enabled=progress and main)
+    cpu_start = time.process_time()
     for b in todo:
         batch = batches[b]
         labels = torch.tensor([it.label for it in batch])
@@ -301,6 +302,7 @@ def synthesize_set(
         bar.update(len(batch))
     bar.close()
     seconds = time.time() - bar.start
+    cpu_seconds = time.process_time() - cpu_start
     dist_utils.barrier()
     complete = False
     if main:
@@ -311,10 +313,17 @@ def synthesize_set(
             {"teacher": node.TEACHER, "teacher_run": node.TEACHER_RUN},
         )
         logger.info(
-            "%d images in %.1f s (%.2f images/s)%s",
+            "%d images in %.1f s (%.2f images/s; %.1f s of CPU time in this process)%s",
             n_todo,
             seconds,
             n_todo / max(seconds, 1e-9),
+            cpu_seconds,
             "; set complete" if complete else "",
         )
-    return {"images": n_todo, "seconds": seconds, "complete": complete, "output": output_dir}
+    return {
+        "images": n_todo,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "complete": complete,
+        "output": output_dir,
+    }

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from dassl.utils import atomic_write
+from dassl.utils import InvalidInputError, atomic_write
 from dassl.utils.logger import get_logger
 
 from .teacher import Teacher
@@ -75,7 +75,7 @@ def plan_items(num_classes: int, n_per_class: int) -> list[Item]:
 
 def plan_batches(items: Sequence[Item], batch_size: int) -> list[list[Item]]:
     if batch_size < 1:
-        raise ValueError(f"DATAFREE.BATCH_SIZE must be >= 1, got {batch_size}")
+        raise InvalidInputError(f"DATAFREE.BATCH_SIZE must be >= 1, got {batch_size}")
     return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
 
 
@@ -96,7 +96,7 @@ def match_distance(image_feats: torch.Tensor, text_feats: torch.Tensor, kind: st
         return 2 * torch.arcsin((chord / 2).clamp(max=1)) ** 2
     if kind == "cosine":
         return 1 - (image_feats * text_feats).sum(dim=-1)
-    raise ValueError(f"DATAFREE.LOSS.MATCH must be 'spherical' or 'cosine', got {kind!r}")
+    raise InvalidInputError(f"DATAFREE.LOSS.MATCH must be 'spherical' or 'cosine', got {kind!r}")
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class Cutouts(nn.Module):
         import kornia.augmentation as K
 
         if n < 1:
-            raise ValueError(f"DATAFREE.AUG.CUTOUTS must be >= 1, got {n}")
+            raise InvalidInputError(f"DATAFREE.AUG.CUTOUTS must be >= 1, got {n}")
         self.n = n
         augs: list[nn.Module] = [
             K.RandomResizedCrop((size, size), scale=tuple(scale), ratio=(3 / 4, 4 / 3))
@@ -173,7 +173,7 @@ class Synthesizer:
         ce_weight: float = 0.0,
     ):
         if steps < 1 or lr <= 0:
-            raise ValueError("DATAFREE.OPTIM.STEPS must be >= 1 and OPTIM.LR > 0")
+            raise InvalidInputError("DATAFREE.OPTIM.STEPS must be >= 1 and OPTIM.LR > 0")
         match_distance(torch.zeros(1, 2), torch.zeros(1, 2), match)  # validates the name
         self.teacher, self.generator, self.cutouts = teacher, generator, cutouts
         self.steps, self.lr, self.match = int(steps), float(lr), match

@@ -17,9 +17,10 @@ from torch import nn
 
 import clip
 from clip.clip import CLIP_MEAN, CLIP_STD
+from dassl.utils import InputFileNotFoundError
 from dassl.utils.logger import get_logger
 
-from .classnames import ClassListError
+from .classnames import check_same_classes
 
 __all__ = ["Teacher", "load_teacher"]
 
@@ -27,7 +28,10 @@ logger = get_logger(__name__)
 
 
 class Teacher(nn.Module):
-    """Frozen teacher; :meth:`image_features` is differentiable in the pixels."""
+    """Frozen teacher; :meth:`image_features` is differentiable in the pixels.
+
+    Pixels in [0, 1] are normalised with the model's own mean/std (``model.preprocess_cfg``).
+    """
 
     def __init__(
         self,
@@ -37,14 +41,16 @@ class Teacher(nn.Module):
         logit_scale: float,
         name: str,
         run: str = "",
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
     ):
         super().__init__()
         self.clip_model = clip_model.float().eval().requires_grad_(False)
         self.visual = visual.float().eval().requires_grad_(False)
         cv = class_vectors.detach().float()
         self.register_buffer("class_vectors", cv / cv.norm(dim=-1, keepdim=True))
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(tuple(mean)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(tuple(std)).view(1, 3, 1, 1))
         self.logit_scale = float(logit_scale)
         self.name = name
         self.run = run
@@ -88,37 +94,41 @@ def load_teacher(
     dataset: str = "",
     device: str | torch.device = "cpu",
 ) -> Teacher:
-    """Build the teacher; a run's class vectors must list exactly ``classnames``."""
-    try:
-        model, _ = clip.load(name, device="cpu")
-    except RuntimeError as err:
-        raise FileNotFoundError(f"DATAFREE.TEACHER: {err}") from None
+    """Build the teacher; class vectors from a run or file must list exactly ``classnames``.
+
+    Vision prompts come from the run's checkpoint, or else from a class-vector file that
+    embeds them (``tools/export_class_vectors.py``).
+    """
+    from trainers.teacher_io import build_teacher_visual, teacher_vision_design
+
+    model, _ = clip.load(name, device="cpu")
     model = model.float()
     visual = model.visual
     if run:
-        from trainers.promptkd_student import build_teacher_visual, teacher_vision_design
-        from trainers.promptkd_teacher import read_teacher_state_dict
+        from dassl.engine.checkpointer import run_dir_of
+        from trainers.teacher_io import DEFAULT_MODEL_NAMES, read_teacher_state_dict
 
         if not os.path.exists(run):
-            raise FileNotFoundError(
+            raise InputFileNotFoundError(
                 f"PromptKD teacher run not found: {run} (DATAFREE.TEACHER_RUN: a teacher run dir "
                 "or checkpoint)"
             )
         sd, file, _ = read_teacher_state_dict(run)
         visual = build_teacher_visual(sd, teacher_vision_design(sd, file), file, base_clip=name)
         if not class_vectors:
-            run_dir = run if os.path.isdir(run) else os.path.dirname(os.path.dirname(run))
+            run_dir = next(
+                (run_dir_of(file, m) for m in DEFAULT_MODEL_NAMES if f"/{m}/" in file), run
+            )
             class_vectors = os.path.join(run_dir, "class_vectors.safetensors")
     if class_vectors:
-        from trainers.class_vectors import ClassVectorMismatch, load_class_vectors
+        from trainers.class_vectors import load_class_vectors
 
-        try:
-            cv = load_class_vectors(class_vectors, dim=int(model.text_projection.shape[1]))
-        except ClassVectorMismatch as err:
-            raise ClassListError(str(err)) from None
-        from .classnames import check_same_classes
-
+        cv = load_class_vectors(class_vectors, dim=int(model.text_projection.shape[1]))
         check_same_classes(classnames, cv.classnames, f"class vectors {class_vectors}", dataset)
+        if not run and cv.vision_prompts is not None:
+            prompts = cv.vision_prompts
+            design = teacher_vision_design(prompts, cv.path)
+            visual = build_teacher_visual(prompts, design, cv.path, base_clip=name)
         vectors, scale = cv.vectors, cv.logit_scale
     else:
         vectors = _plain_class_vectors(model, classnames, plain_template)
@@ -131,4 +141,6 @@ def load_teacher(
         vectors.shape[1],
         visual.input_resolution,
     )
-    return Teacher(model, visual, vectors, scale, name, run).to(device)
+    pre = getattr(model, "preprocess_cfg", None)  # the pixel statistics the model was trained with
+    mean, std = (pre.mean, pre.std) if pre is not None else (CLIP_MEAN, CLIP_STD)
+    return Teacher(model, visual, vectors, scale, name, run, mean, std).to(device)

@@ -18,12 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from dassl.utils import InputFileNotFoundError, InvalidInputError
+
 __all__ = ["VQGANError", "VQGANDecoder", "load_vqgan", "taming_to_diffusers", "vqmodel_kwargs"]
 
 _TARGET = "taming.models.vqgan.VQModel"
 
 
-class VQGANError(ValueError):
+class VQGANError(InvalidInputError):
     """The VQGAN config or checkpoint is missing, malformed or does not fit."""
 
 
@@ -31,7 +33,7 @@ def _read_config(path: str) -> dict[str, Any]:
     import yaml
 
     if not os.path.isfile(path):
-        raise VQGANError(
+        raise InputFileNotFoundError(
             f"VQGAN config not found: {path} (DATAFREE.GENERATOR.VQGAN.CONFIG: a taming "
             "model .yaml such as vqgan_imagenet_f16_16384.yaml)"
         )
@@ -166,7 +168,7 @@ def load_vqgan(config_path: str, checkpoint_path: str) -> VQGANDecoder:
 
     params = _read_config(config_path)
     if not os.path.isfile(checkpoint_path):
-        raise VQGANError(
+        raise InputFileNotFoundError(
             f"VQGAN checkpoint not found: {checkpoint_path} (DATAFREE.GENERATOR.VQGAN.CHECKPOINT: "
             "the taming .ckpt that belongs to the config)"
         )

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (imported for registration)
     eurosat,
     fgvc_aircraft,
     food101,
+    imageclef_da,
     imagenet,
     imagenet_a,
     imagenet_r,
@@ -18,10 +19,14 @@ from . import (  # noqa: F401  (imported for registration)
     imagenetv2,
     oxford_flowers,
     oxford_pets,
+    pacs,
     stanford_cars,
     sun397,
     toy_shapes,
+    toy_shapes_dg,
     ucf101,
+    visda17,
+    vlcs,
 )
 from .base_new import base_new_ranges, select_classes, subsample_classes
 

@@ -183,7 +183,8 @@ def main(capsys, argv) -> tuple[int, str]:
 def _image_case(world, tmp_path, capsys, write) -> tuple[int, str]:
     root = copy_data(world, tmp_path)
     write(os.path.join(root, "engine_toy", "train", "class_1"))
-    argv = toycoop(world, tmp_path / "out")
+    # batch size 1: no image is dropped by drop_last, so every training image is read
+    argv = toycoop(world, tmp_path / "out", "DATALOADER.TRAIN_X.BATCH_SIZE", "1")
     argv[1] = root
     return main(capsys, argv)
 

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -217,3 +218,14 @@ def test_vit_h14_teacher_config_is_the_vit_l14_recipe_on_the_laion_snapshot(tmp_
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(RuntimeError, match="huggingface-cli download laion/CLIP-ViT-H-14"):
         clip.load(name)
+
+
+def test_missing_optional_packages_are_named(snapshot, monkeypatch):
+    from clip.errors import OptionalDependencyError
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
+    with pytest.raises(OptionalDependencyError, match="pip install transformers"):
+        clip.load(snapshot[0])
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(OptionalDependencyError, match="open_clip_torch"):
+        clip.load("open_clip:ViT-B-32@weights.pt")

@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 import clip
 from clip.errors import InvalidModelError, ModelNotFoundError
 from clip.model import build_visual
-from clip.open_clip_convert import model_config, tower_cfgs
+from clip.open_clip_convert import model_config, preprocess_cfg, tower_cfgs
+from clip.preprocess import input_mismatches
 from clip.testing import fake_hf_cache, tiny_open_clip_model
 from dassl.utils.errors import UserInputError
 
@@ -134,6 +135,15 @@ def test_preprocess_equals_open_clip_transform(saved):
     theirs = image_transform(16, is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
     image = Image.fromarray((torch.rand(23, 31, 3) * 255).byte().numpy())
     assert torch.allclose(preprocess(image), theirs(image), atol=1e-6)
+    from yacs.config import CfgNode
+
+    node = CfgNode({"PIXEL_MEAN": [0.5] * 3, "PIXEL_STD": [0.5] * 3, "INTERPOLATION": "bicubic"})
+    assert input_mismatches(node, model.preprocess_cfg) == []
+    node.PIXEL_STD, node.INTERPOLATION = [0.5, 0.5, 0.25], "bilinear"
+    assert [m.split(" ")[0] for m in input_mismatches(node, model.preprocess_cfg)] == [
+        "INPUT.PIXEL_STD",
+        "INPUT.INTERPOLATION",
+    ]
 
 
 def test_prompts_at_depth_zero_equal_and_prompted_variant_trains_prompts_only(saved, inputs):
@@ -273,3 +283,20 @@ def test_open_clip_hub_repos_from_the_local_cache(saved, inputs, tmp_path, monke
         clip.load("open_clip:hf-hub:org/no-weights")
     with pytest.raises(RuntimeError, match="not in the local Hugging Face cache"):
         clip.load("open_clip:hf-hub:org/missing")
+
+
+def test_every_installed_config_converts_or_is_refused_by_name():
+    import open_clip
+
+    converted = []
+    for name in open_clip.list_models():
+        config, where = model_config(name)
+        try:
+            vision, _ = tower_cfgs(config, where)
+        except InvalidModelError as err:
+            assert "unsupported: " in str(err)  # the message names the options
+            continue
+        preprocess_cfg(config, vision.image_size, where)
+        converted.append(name)
+    standard = {"ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14", "ViT-g-14"}
+    assert standard | {"ViT-bigG-14", "ViT-H-14-378-quickgelu", "RN50"} <= set(converted)

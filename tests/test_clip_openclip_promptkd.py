@@ -71,6 +71,8 @@ def test_openclip_teacher_exports_class_vectors_and_hf_student_distils(tmp_path)
     assert vectors.teacher_backbone == teacher
     log = open(os.path.join(tdir, "log.txt")).read()
     assert f"CLIP {teacher}: preprocessing" in log  # the recipe is recorded in the run
+    # ...and the run's INPUT (Dassl's ImageNet statistics here) is compared with it.
+    assert "INPUT.PIXEL_MEAN [0.485, 0.456, 0.406] differs from the model's" in log
 
     student_args = [*common, "MODEL.BACKBONE.NAME", student, "DATASET.NUM_SHOTS", "0"]
     student_args += ["TRAINER.PROMPTKD.TEACHER_WEIGHTS", tdir]

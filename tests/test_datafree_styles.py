@@ -96,7 +96,7 @@ def test_features_are_per_image_and_batch_independent(model):
 
 def test_contrastive_loss_falls_and_styles_separate(model):
     kwargs = dict(
-        num_styles=6,
+        num_styles=4,
         n_tokens=1,
         template="a {style} style photo of a {classname}.",
         style_template="a {style} style of a picture.",
@@ -104,19 +104,19 @@ def test_contrastive_loss_falls_and_styles_separate(model):
         tau=0.1,
         lr=0.02,
         content_weight=1.0,
-        classes_per_step=3,
+        classes_per_step=2,
         seed=0,
     )
-    styles, history = train_styles(model, CLASSES, steps=40, **kwargs)
+    styles, history = train_styles(model, CLASSES, steps=15, **kwargs)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["mean_style_cos"] < history[0]["mean_style_cos"] - 0.05
     bank = PromptBank(model, kwargs["style_template"], [""], 1)
     with torch.no_grad():
         f = style_features(bank, styles)
-    off = (f @ f.t())[~torch.eye(6, dtype=torch.bool)]
+    off = (f @ f.t())[~torch.eye(4, dtype=torch.bool)]
     assert float(off.mean()) == pytest.approx(history[-1]["mean_style_cos"], abs=0.05)
     # deterministic under the seed
-    again, _ = train_styles(model, CLASSES, steps=40, **kwargs)
+    again, _ = train_styles(model, CLASSES, steps=15, **kwargs)
     torch.testing.assert_close(styles, again)
 
 
@@ -138,3 +138,42 @@ def test_unknown_strategy(model):
     cfg.DATAFREE.STRATEGY = "mixx"
     with pytest.raises(ValueError, match="mixx.*registered names"):
         build_strategy(cfg.DATAFREE, model, CLASSES)
+
+
+def test_style_slot_after_class_names_of_different_lengths(model):
+    names = ["red circle", "a very long purple ring"]
+    bank = PromptBank(model, "a photo of a {classname} in the {style}.", names, 1)
+    assert bank.positions[:, 0].tolist() == [9, 12]  # after SOT + 8 and + 11 words
+    vec = model.token_embedding(clip.tokenize(["left"]))[:, 1:2].expand(2, -1, -1)
+    expected = model.encode_text(clip.tokenize([f"a photo of a {c} in the left." for c in names]))
+    with torch.no_grad():
+        got = bank.encode(torch.tensor([0, 1]), vec)
+    torch.testing.assert_close(got, expected / expected.norm(dim=-1, keepdim=True))
+    with pytest.raises(ValueError, match="needs a {style} field"):
+        PromptBank(model, "a photo of a {classname}.", names, 1)
+
+
+def test_contrastive_class_diversity_separates_styled_class_prompts(model):
+    on = "both"  # runs the style-only and the per-class terms
+    kwargs = dict(
+        num_styles=3,
+        n_tokens=1,
+        template="a {style} style photo of a {classname}.",
+        style_template="a {style} style of a picture.",
+        plain_template="a photo of a {classname}.",
+        tau=0.1,
+        lr=0.05,
+        content_weight=1.0,
+        classes_per_step=3,
+        seed=0,
+    )
+    styles, history = train_styles(model, CLASSES, steps=8, diversity_on=on, **kwargs)
+    start, _ = train_styles(model, CLASSES, steps=1, diversity_on=on, **kwargs)
+    bank = PromptBank(model, kwargs["template"], CLASSES, 1)
+    with torch.no_grad():
+        f = bank.encode(torch.tensor([0, 0, 0]), styles)
+        f0 = bank.encode(torch.tensor([0, 0, 0]), start)
+    spread = lambda x: float((1 - (x @ x.t())[~torch.eye(3, dtype=torch.bool)]).mean())  # noqa: E731
+    assert spread(f) > spread(f0) + 0.01
+    with pytest.raises(ValueError, match="DIVERSITY_ON must be one of"):
+        train_styles(model, CLASSES, steps=1, diversity_on="pairs", **kwargs)

@@ -9,7 +9,7 @@ import torch
 import yaml
 from torch import nn
 
-from dassl.utils import load_checkpoint
+from dassl.utils import UserInputError, load_checkpoint
 from datafree.generators import load_vqgan
 from datafree.vqgan import VQGANError
 
@@ -119,9 +119,9 @@ def test_straight_through_gradient(tiny_vqgan):
 
 def test_bad_vqgan_inputs(tiny_vqgan, tmp_path):
     _, cfg, ckpt = tiny_vqgan
-    with pytest.raises(VQGANError, match="checkpoint not found"):
+    with pytest.raises(UserInputError, match="checkpoint not found"):
         load_vqgan(cfg, str(tmp_path / "missing.ckpt"))
-    with pytest.raises(VQGANError, match="config not found"):
+    with pytest.raises(UserInputError, match="config not found"):
         load_vqgan(str(tmp_path / "missing.yaml"), ckpt)
     sd = load_checkpoint(ckpt, legacy=True)["state_dict"]
     del sd["decoder.conv_out.weight"]

@@ -141,3 +141,11 @@ def trainer_subsets(trainer):
 
 def test_unknown_registry_name_lists_trainers():
     assert "VPT" in TRAINER_REGISTRY and "MaPLe" in TRAINER_REGISTRY
+
+
+def test_bad_prompt_config_is_one_message_and_exit_2(toy_world, tmp_path, capsys):
+    out = str(tmp_path / "vpt")
+    argv = [*toy_world.flags, "--trainer", "VPT", "--output-dir", out, *toy_world.opts]
+    assert train.main([*argv, "TRAINER.VPT.PROMPT_DEPTH_VISION", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "TRAINER.VPT.PROMPT_DEPTH_VISION >= 1" in err and "Traceback" not in err

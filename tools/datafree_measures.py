@@ -23,11 +23,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dassl.config import ConfigError, merge_cfg_file, merge_cfg_list  # noqa: E402
+from dassl.config import merge_cfg_file, merge_cfg_list  # noqa: E402
 from dassl.engine.precision import resolve_device  # noqa: E402
-from dassl.utils import atomic_write  # noqa: E402
+from dassl.utils import UserInputError, atomic_write  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
 
 logger = get_logger("tools.datafree_measures")
@@ -64,14 +65,36 @@ def machine() -> dict[str, object]:
     }
 
 
+def paired_vs(rows: Sequence[dict], base: str = "none") -> dict[str, tuple[float, float, int]]:
+    """Per strategy: mean and s.e. over classes of (its class diversity - ``base``'s), classes higher."""
+    ref = next((r for r in rows if r["strategy"] == base), None)
+    out = {}
+    for r in rows:
+        if ref is None or len(r["per_class_diversity"]) != len(ref["per_class_diversity"]):
+            continue
+        d = np.array(r["per_class_diversity"]) - np.array(ref["per_class_diversity"])
+        sem = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[r["strategy"]] = (float(d.mean()), sem, int((d > 0).sum()))
+    return out
+
+
 def render_table(rows: Sequence[dict]) -> str:
-    head = "| strategy | images | teacher acc. (%) | mean p(class) | diversity | seconds | s / image |\n"
-    head += "|---|---|---|---|---|---|---|\n"
-    lines = [
-        f"| {r['strategy']} | {r['images']} | {100 * r['accuracy']:.1f} | {r['mean_prob']:.3f} | "
-        f"{r['diversity']:.4f} | {r['seconds']:.0f} | {r['seconds'] / max(r['images'], 1):.2f} |"
-        for r in rows
-    ]
+    paired = paired_vs(rows)
+    head = (
+        "| strategy | images | teacher acc. (%) | mean p(class) | diversity (± s.e.) | "
+        "vs none, paired (classes higher) | wall s | CPU s | CPU s / image |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        p = paired.get(r["strategy"])
+        vs = f"{p[0]:+.4f} ± {p[1]:.4f} ({p[2]}/{len(r['per_class_diversity'])})" if p else "-"
+        lines.append(
+            f"| {r['strategy']} | {r['images']} | {100 * r['accuracy']:.1f} | "
+            f"{r['mean_prob']:.3f} | {r['diversity']:.4f} ± {r['diversity_sem']:.4f} | {vs} | "
+            f"{r['seconds']:.0f} | {r['cpu_seconds']:.0f} | "
+            f"{r['cpu_seconds'] / max(r['images'], 1):.2f} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -98,9 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             merge_cfg_list(cfg, [*args.opts, "DATAFREE.STRATEGY", strategy])
             cfg.freeze()
             folder = os.path.join(args.output_dir, strategy)
-            start = time.time()
+            start, cpu_start = time.time(), time.process_time()
             summary = synthesize_set(cfg, folder, device, progress=not args.no_progress)
-            seconds = time.time() - start
+            seconds, cpu_seconds = time.time() - start, time.process_time() - cpu_start
             node = cfg.DATAFREE
             teacher = load_teacher(
                 node.TEACHER,
@@ -112,12 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device,
             )
             row = measure_set(folder, teacher)
-            # seconds of the run that made the images (a resumed run only times its share)
-            row["seconds"] = seconds if summary["images"] == row["images"] else float("nan")
+            # time of the call that made the images (teacher load and style training included;
+            # a resumed run only times its share, so it reports none)
+            full = summary["images"] == row["images"]
+            row["seconds"] = seconds if full else float("nan")
+            row["cpu_seconds"] = cpu_seconds if full else float("nan")
             row["folder"] = folder
             rows.append(row)
             folders[strategy] = folder
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+    except UserInputError as err:
         sys.stderr.write(f"datafree_measures: error: {err.args[0] if err.args else err!r}\n")
         return 2
     table = render_table(rows)

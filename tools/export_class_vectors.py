@@ -35,6 +35,7 @@ if _ROOT not in sys.path:
 
 
 from dassl.engine import build_trainer  # noqa: E402
+from dassl.utils import InvalidInputError  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
 from trainers.class_vectors import CLASS_VECTORS_FILE, write_teacher_class_vectors  # noqa: E402
 
@@ -50,7 +51,7 @@ def default_output(teacher_weights: str) -> str:
     if os.path.isfile(teacher_weights):
         run = os.path.dirname(os.path.dirname(os.path.abspath(teacher_weights)))
         return os.path.join(run, CLASS_VECTORS_FILE)
-    raise ValueError(
+    raise InvalidInputError(
         f"--output is required when --teacher-weights ({teacher_weights}) is not a run dir or "
         "checkpoint file (e.g. a CLIP name)"
     )
@@ -65,7 +66,7 @@ def load_teacher(cfg, teacher_weights: str):
         if not hasattr(trainer, m)
     ]
     if missing:
-        raise TypeError(
+        raise InvalidInputError(
             f"Trainer {cfg.TRAINER.NAME} does not follow the teacher protocol (missing "
             f"{missing}); subclass trainers.prompt_trainer.PromptTrainer or implement them"
         )

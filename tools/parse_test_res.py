@@ -77,6 +77,14 @@ PAPER_METHODS = {
     "promptsrc": "PromptSRC",
 }
 COMMON_SH = Path(__file__).resolve().parent.parent / "scripts" / "promptkd" / "common.sh"
+# Multi-domain datasets (not in the sweep table): config name -> registry name.
+DOMAIN_DATASETS = {
+    "toy_shapes_dg": "ToyShapesDG",
+    "pacs": "PACS",
+    "vlcs": "VLCS",
+    "imageclef_da": "ImageCLEFDA",
+    "visda17": "VisDA17",
+}
 
 
 def load_dataset_names(common_sh: Path = COMMON_SH) -> dict[str, str]:
@@ -86,6 +94,8 @@ def load_dataset_names(common_sh: Path = COMMON_SH) -> dict[str, str]:
     kept twice; the paper's registry names are always known.
     """
     names = {name.lower(): name for name in paper_numbers.DISPLAY_NAMES}
+    for config_name, name in DOMAIN_DATASETS.items():
+        names[config_name] = names[name.lower()] = name
     if common_sh.is_file():
         text = common_sh.read_text()
         match = re.search(r'PKD_DATASET_TABLE="(.*?)"', text, re.S)
@@ -684,6 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods", nargs="+", help="only these methods (path below DIR), in this order"
     )
+    parser.add_argument(
+        "--domains",
+        action="store_true",
+        help="text/markdown: per-domain table (domains as columns, methods as rows) of the runs "
+        "whose results.json has per-domain accuracy (PACS, VLCS, ToyShapesDG, ...)",
+    )
     return parser
 
 
@@ -710,7 +726,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for table in tables:  # stdout stays machine-readable; the notes go to stderr
             for note in _notes(table):
                 logger.warning("%s: %s", table.method, note)
-    if args.compact and args.format in ("text", "markdown"):
+    if args.domains:
+        from tools.domain_table import collect_domain_rows, render_domain_table
+
+        kept = {t.method for t in tables}
+        rows = [r for r in collect_domain_rows(args.directory, runs) if r.method in kept]
+        order = {t.method: i for i, t in enumerate(tables)}
+        rows.sort(key=lambda r: order[r.method])
+        if not rows:
+            logger.error("no run below %s has per-domain results", args.directory)
+            return 1
+        sys.stdout.write(render_domain_table(rows, args.format))
+    elif args.compact and args.format in ("text", "markdown"):
         sys.stdout.write(render_compact(tables, args.format))
     else:
         sys.stdout.write(render(tables, args.format, args.paper))

@@ -5,6 +5,8 @@ Usage::
     # grouped bars, one colour per method; inputs are sweep dirs or parse_test_res JSON files
     python tools/plot_results.py bars output/base2novel=PromptKD coop.json=CoOp -o b2n.png
     python tools/plot_results.py bars output/base2novel --paper -o b2n.png
+    # per-domain bars of multi-domain runs (PACS, ToyShapesDG, ...): one bar per method
+    python tools/plot_results.py domains output/datafree -o domains.png
     # training curves of every run below a directory (from <run>/metrics.jsonl)
     python tools/plot_results.py curves output/base2novel/EuroSAT -o curves.png
 
@@ -215,6 +217,50 @@ def plot_curves(root: Path, out: Path) -> Path:
     return out
 
 
+def plot_domains(root: Path, out: Path, methods: Sequence[str] | None = None) -> Path:
+    """Per-domain bars (domains + Mean on x, one bar per method), mean ± std over seeds."""
+    from tools.domain_table import collect_domain_rows
+
+    rows = collect_domain_rows(root, parse_test_res.collect(root))
+    if methods:
+        by_method = {r.method: r for r in rows}
+        missing = [m for m in methods if m not in by_method]
+        if missing:
+            raise KeyError(f"no per-domain runs for {missing}; found {sorted(by_method)}")
+        rows = [by_method[m] for m in methods]
+    if not rows:
+        raise ValueError(f"no run below {root} has per-domain results (results.json 'domains')")
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(9, 3.4 * len(datasets)), squeeze=False)
+    for ax, dataset in zip(axes[:, 0], datasets):
+        group = [r for r in rows if r.dataset == dataset]
+        domains = list(dict.fromkeys(d for r in group for d in r.domains))
+        x = np.arange(len(domains) + 1)
+        width = 0.8 / len(group)
+        for i, row in enumerate(group):
+            stats = [row.stat(d) for d in domains] + [row.mean_stat()]
+            ax.bar(
+                x - 0.4 + width * (i + 0.5),
+                [m for m, _ in stats],
+                width,
+                yerr=[s for _, s in stats],
+                capsize=2,
+                label=row.method,
+            )
+        ax.set_xticks(x)
+        ax.set_xticklabels([*domains, "Mean"])
+        ax.set_ylabel("Accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(dataset)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize="small", ncol=min(len(group), 3))
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -227,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves = sub.add_parser("curves", help="training curves from metrics.jsonl files")
     curves.add_argument("root", type=Path, help="a run dir, a sweep dir or a metrics.jsonl")
     curves.add_argument("-o", "--out", type=Path, default=Path("curves.png"))
+    domains = sub.add_parser("domains", help="per-domain accuracy bars (multi-domain datasets)")
+    domains.add_argument("root", type=Path, help="output tree with per-domain results.json")
+    domains.add_argument("-o", "--out", type=Path, default=Path("domains.png"))
+    domains.add_argument("--methods", nargs="+", help="only these methods, in this order")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
@@ -236,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kind = inputs[0][1]
                 inputs.append((f"paper {args.paper}", kind, paper_series(kind, args.paper)))
             out = plot_bars(inputs, args.out, args.title)
+        elif args.command == "domains":
+            out = plot_domains(args.root, args.out, args.methods)
         else:
             out = plot_curves(args.root, args.out)
     except (OSError, ValueError, KeyError) as exc:

@@ -23,16 +23,13 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from dassl.config import ConfigError, merge_cfg_file, merge_cfg_list  # noqa: E402
+from dassl.config import merge_cfg_file, merge_cfg_list  # noqa: E402
 from dassl.engine import distributed as dist_utils  # noqa: E402
 from dassl.engine.precision import resolve_device  # noqa: E402
-from dassl.utils import set_random_seed  # noqa: E402
+from dassl.utils import UserInputError, set_random_seed  # noqa: E402
 from dassl.utils.logger import get_logger, setup_logger  # noqa: E402
 
 logger = get_logger("tools.synthesize")
-
-# exceptions that mean bad input: reported in one line, exit status 2
-_USER_ERRORS = (ConfigError, ValueError, FileNotFoundError, RuntimeError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.grid and summary["complete"]:
             write_grid(args.grid, {cfg.DATAFREE.STRATEGY: args.output_dir})
             logger.info("Grid written to %s", args.grid)
-    except _USER_ERRORS as err:
+    except UserInputError as err:  # bad input: one line, exit 2; anything else is a bug
         msg = err.args[0] if err.args else repr(err)
         sys.stderr.write(f"synthesize: error: {msg}\n")
         return 2

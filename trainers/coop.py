@@ -9,21 +9,37 @@ transfers to new classes in base-to-novel evaluation; a class-specific one (``CS
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 import clip
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import PromptedCLIP, VLPromptLearner
 from .prompt_trainer import PromptTrainer
 
-__all__ = ["CoOpPromptLearner", "CoOp"]
+__all__ = ["CoOpPromptLearner", "CoOp", "load_clip_to_cpu"]
 
 logger = get_logger(__name__)
 POSITIONS = ("end", "middle", "front")
+
+
+def load_clip_to_cpu(cfg: Any) -> nn.Module:
+    """The CLIP of ``MODEL.BACKBONE.NAME`` on CPU, as upstream ``trainers/coop.py`` returns it.
+
+    Upstream files import it from here (``from .coop import load_clip_to_cpu`` in ``zsclip.py``):
+    an OpenAI checkpoint comes back from ``clip.build_model`` with fp16 weights, a converted
+    (Hugging Face / open_clip) one in fp32 as :func:`clip.load` gives it.
+    """
+    name = cfg.MODEL.BACKBONE.NAME
+    if clip.clip.source_kind(name) != "openai":
+        return clip.load(name, device="cpu")[0]
+    return clip.model.build_model(clip.clip.resolve_clip(name).state_dict)
 
 
 def name_lengths(classnames: Sequence[str]) -> list[int]:
@@ -46,7 +62,7 @@ class CoOpPromptLearner(VLPromptLearner):
     ):
         nn.Module.__init__(self)  # CoOp's own context rules (any CTX_INIT length, CSC)
         if position not in POSITIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, got {position!r}"
             )
         self._token_embedding = [clip_model.token_embedding]  # by reference, not saved
@@ -80,7 +96,7 @@ class CoOpPromptLearner(VLPromptLearner):
         if ctx.dim() == 2:
             ctx = ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)
         elif ctx.shape[0] != prefix.shape[0]:
-            raise ValueError(
+            raise InvalidInputError(
                 "a class-specific context (TRAINER.COOP.CSC) cannot be applied to other classes"
             )
         prefix, suffix = prefix.to(ctx.dtype), suffix.to(ctx.dtype)
@@ -108,21 +124,13 @@ class CoOpPromptLearner(VLPromptLearner):
         return prompts, tokenized.to(dev)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class CoOp(PromptTrainer):
     """Context Optimization: cross-entropy on labelled (few-shot) data, prompts only."""
 
     node_name = "COOP"
 
-    config_defaults = {
-        "TRAINER.COOP": {
-            "N_CTX": 16,
-            "CSC": False,
-            "CTX_INIT": "",
-            "PREC": "fp16",
-            "CLASS_TOKEN_POSITION": "end",
-        }
-    }
+    config_defaults = {"TRAINER.COOP": UPSTREAM_NODES["TRAINER.COOP"]}
 
     def build_prompted_model(self, classnames: Sequence[str]) -> PromptedCLIP:
         node = self.cfg.TRAINER.COOP

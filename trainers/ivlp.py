@@ -14,9 +14,10 @@ from typing import Any
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 
 from .prompt_learner import PromptedCLIP, VLPromptLearner
-from .prompt_trainer import PromptTrainer, ivlp_design_details
+from .prompt_trainer import PromptTrainer, ivlp_design_details, ivlp_prompt_defaults
 
 __all__ = ["IVLP", "IVLPCLIP"]
 
@@ -28,27 +29,18 @@ class IVLPCLIP(PromptedCLIP):
         super().__init__(clip_model, VLPromptLearner(classnames, clip_model, n_ctx, ctx_init))
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class IVLP(PromptTrainer):
     """Independent deep text + vision prompts, cross-entropy."""
 
     node_name = "IVLP"
     model_name = "VLPromptLearner"
-    config_defaults = {
-        "TRAINER.IVLP": {
-            "N_CTX_VISION": 2,
-            "N_CTX_TEXT": 2,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
-        }
-    }
+    config_defaults = {"TRAINER.IVLP": ivlp_prompt_defaults(n_ctx=2)}
 
     def check_cfg(self, cfg: Any) -> None:
         node = cfg.TRAINER[self.node_name]
         if node.PROMPT_DEPTH_TEXT < 1 or node.N_CTX_TEXT < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{type(self).__name__} needs text prompts: TRAINER.{self.node_name}."
                 f"PROMPT_DEPTH_TEXT >= 1 and N_CTX_TEXT >= 1 (got {node.PROMPT_DEPTH_TEXT}, "
                 f"{node.N_CTX_TEXT})"

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import InvalidInputError
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import PromptedCLIP, VLPromptLearner, l2_normalize
 from .prompt_trainer import PromptTrainer
 
@@ -42,7 +44,7 @@ class MaPLePromptLearner(VLPromptLearner):
     ):
         super().__init__(classnames, clip_model, n_ctx, ctx_init)
         if depth < 1:
-            raise ValueError(f"TRAINER.MAPLE.PROMPT_DEPTH must be >= 1, got {depth}")
+            raise InvalidInputError(f"TRAINER.MAPLE.PROMPT_DEPTH must be >= 1, got {depth}")
         text_width = clip_model.ln_final.weight.shape[0]
         vision_width = clip_model.visual.conv1.weight.shape[0]
         self.proj = nn.Linear(text_width, vision_width)
@@ -81,15 +83,13 @@ class MaPLeCLIP(PromptedCLIP):
         return l2_normalize(self.image_encoder(images.to(dtype), shared, deep))
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class MaPLe(PromptTrainer):
     """Multi-modal prompt learning, cross-entropy."""
 
     node_name = "MAPLE"
     model_name = "MultiModalPromptLearner"
-    config_defaults = {
-        "TRAINER.MAPLE": {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9}
-    }
+    config_defaults = {"TRAINER.MAPLE": UPSTREAM_NODES["TRAINER.MAPLE"]}
 
     def build_prompted_model(self, classnames: Sequence[str]) -> MaPLeCLIP:
         node = self.node

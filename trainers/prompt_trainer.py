@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import clip
+from clip.preprocess import input_mismatches
 from dassl.engine import TrainerX
 from dassl.engine.checkpointer import find_checkpoint
 from dassl.engine.evaluation import EvalSubset
@@ -39,9 +40,21 @@ from dassl.utils.logger import get_logger
 from .teacher_io import load_teacher_state_dict, read_teacher_state_dict, vision_prompts_of
 from .zero_shot import build_zero_shot_classifier
 
-__all__ = ["PromptTrainer", "ivlp_design_details"]
+__all__ = ["PromptTrainer", "ivlp_design_details", "ivlp_prompt_defaults"]
 
 logger = get_logger(__name__)
+
+
+def ivlp_prompt_defaults(n_ctx: int) -> dict[str, Any]:
+    """Upstream defaults of the IVLP prompt keys shared by the IVLP, PROMPTSRC and PROMPTKD nodes."""
+    return {
+        "N_CTX_VISION": n_ctx,
+        "N_CTX_TEXT": n_ctx,
+        "CTX_INIT": "a photo of a",
+        "PREC": "fp16",
+        "PROMPT_DEPTH_VISION": 9,
+        "PROMPT_DEPTH_TEXT": 9,
+    }
 
 
 def ivlp_design_details(node: Any) -> dict[str, Any]:
@@ -83,6 +96,8 @@ class PromptTrainer(TrainerX):
                 f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not match the CLIP input "
                 f"resolution {res} of {name}"
             )
+        for problem in input_mismatches(self.cfg.INPUT, clip_model.preprocess_cfg):
+            logger.warning(f"{problem} ({name}'s own preprocessing)")
         return clip_model
 
     def build_prompted_model(self, classnames: Sequence[str]) -> nn.Module:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 import clip
+from clip.preprocess import input_mismatches
 from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms.view_replay import ViewPipeline
 from dassl.engine import TRAINER_REGISTRY, TrainerX
@@ -51,8 +52,9 @@ from dassl.utils.logger import get_logger
 
 from .class_vectors import CLASS_VECTORS_FILE, ClassVectors, load_class_vectors, sha256_file
 from .distillation import KD_NORMALIZATIONS, Distiller, KDLoss
+from .image_source import read_image_folder
 from .projector import PROJECTOR_TYPES, build_projector
-from .prompt_trainer import ivlp_design_details
+from .prompt_trainer import ivlp_design_details, ivlp_prompt_defaults
 from .teacher_cache import (
     CACHE_DTYPES,
     CacheSpec,
@@ -104,7 +106,7 @@ class StudentCLIP(nn.Module):
         return feats / feats.norm(dim=-1, keepdim=True)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKDStudent(TrainerX):
     """PromptKD student: VPT image tower + projector distilled from pre-stored class vectors.
 
@@ -116,15 +118,12 @@ class PromptKDStudent(TrainerX):
     - ``PROJECTOR``: ``mlp`` (paper) or ``conv_bn`` (upstream Conv1x1-BN-ReLU-Conv1x1).
     """
 
+    teacher_cache: TeacherCache | None = None  # opened in before_train with TEACHER_CACHE
+
     config_defaults = {
         "TRAINER.MODAL": "base2novel",  # base2novel or cross
         "TRAINER.PROMPTKD": {
-            "N_CTX_VISION": 4,
-            "N_CTX_TEXT": 4,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
+            **ivlp_prompt_defaults(n_ctx=4),
             "PROJECT_LAYER": 2,
             "CE_WEIGHT": 0.0,
             "KD_WEIGHT": 1.0,
@@ -134,6 +133,9 @@ class PromptKDStudent(TrainerX):
             "CLASS_VECTORS": "",
             "KD_NORM": "official",
             "PROJECTOR": "mlp",
+            # a folder of images to distil on instead of the dataset's train split (e.g. a
+            # synthesized data-free set, trainers.image_source); "" = the dataset's train images
+            "TRAIN_SOURCE": "",
             # teacher-output cache (trainers/teacher_cache.py): directory ("" = the teacher runs
             # every step), K seeded views per image, float32 (bit-identical) or float16 (half)
             "TEACHER_CACHE": "",
@@ -179,15 +181,20 @@ class PromptKDStudent(TrainerX):
         return cfg.TRAINER.PROMPTKD.PREC
 
     def eval_protocol(self) -> str:
+        """Per target domain (``DATASET.TARGET_DOMAINS``), else by ``TRAINER.MODAL``."""
+        if self.cfg.DATASET.TARGET_DOMAINS:
+            return "domains"
         return "base_new" if self.cfg.TRAINER.MODAL == "base2novel" else "all"
 
     # ------------------------------------------------------------------ data
     def train_data_source(self) -> list:
         """The unlabelled training images: every train image of every class (transductive).
 
-        Override to distil from another image source (e.g. synthesized images). Labels of the
-        returned items are never read.
+        ``TRAINER.PROMPTKD.TRAIN_SOURCE`` replaces them by the images of a folder (e.g.
+        synthesized images). Labels of the returned items are never read.
         """
+        if self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE:
+            return read_image_folder(self.cfg.TRAINER.PROMPTKD.TRAIN_SOURCE)
         full = getattr(self.dm.dataset, "full_splits", None)
         return list(full["train"]) if full is not None else list(self.dm.dataset.train_x)
 
@@ -275,6 +282,8 @@ class PromptKDStudent(TrainerX):
             cfg.MODEL.BACKBONE.NAME, device="cpu", design_details=ivlp_design_details(kd)
         )
         visual = student_clip.visual
+        for problem in input_mismatches(cfg.INPUT, student_clip.preprocess_cfg):
+            logger.warning(f"{problem} ({cfg.MODEL.BACKBONE.NAME}'s own preprocessing)")
         res = visual.input_resolution
         if cfg.INPUT.SIZE[0] != res:
             raise InvalidInputError(
@@ -484,6 +493,6 @@ class PromptKDStudent(TrainerX):
         return lambda images: self.student_logits(images, vectors)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKD(PromptKDStudent):
     """Alias so upstream scripts' ``--trainer PromptKD`` run the student."""

@@ -38,7 +38,7 @@ MODEL_NAME = "VLPromptLearner"
 TeacherCLIP = IVLPCLIP  # the prompted teacher: upstream ``CustomCLIP`` with IVLP prompts
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptKDTeacher(PromptSRC):
     """PromptSRC teacher that also writes the class vectors after training.
 

@@ -21,6 +21,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 from dassl.utils.logger import get_logger
 
+from .compat_config import UPSTREAM_NODES
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .ivlp import IVLP
 from .prompt_learner import l2_normalize
@@ -32,25 +33,12 @@ __all__ = ["PromptSRC"]
 logger = get_logger(__name__)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class PromptSRC(IVLP):
     """IVLP prompts + PromptSRC's consistency losses + GPA."""
 
     node_name = "PROMPTSRC"
-    config_defaults = {
-        "TRAINER.PROMPTSRC": {
-            "N_CTX_VISION": 4,
-            "N_CTX_TEXT": 4,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9,
-            "PROMPT_DEPTH_TEXT": 9,
-            "TEXT_LOSS_WEIGHT": 25,
-            "IMAGE_LOSS_WEIGHT": 10,
-            "GPA_MEAN": 15,
-            "GPA_STD": 1,
-        }
-    }
+    config_defaults = {"TRAINER.PROMPTSRC": UPSTREAM_NODES["TRAINER.PROMPTSRC"]}
 
     def build_model(self) -> None:
         super().build_model()

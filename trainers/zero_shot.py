@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from dassl.utils import InvalidInputError
+
 from .imagenet_templates import IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_SELECT
 
 __all__ = [
@@ -44,6 +46,11 @@ CUSTOM_TEMPLATES = {
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
     "ToyShapes": "a photo of a {}.",
+    "ToyShapesDG": "a photo of a {}.",
+    "PACS": "a photo of a {}.",
+    "VLCS": "a photo of a {}.",
+    "ImageCLEFDA": "a photo of a {}.",
+    "VisDA17": "a photo of a {}.",
 }
 TEMPLATE_SETS = ("single", "ensemble", "imagenet")
 
@@ -53,7 +60,7 @@ def template_for(dataset_name: str) -> str:
     try:
         return CUSTOM_TEMPLATES[dataset_name]
     except KeyError:
-        raise KeyError(
+        raise InvalidInputError(
             f"No prompt template for dataset {dataset_name!r}; known: {sorted(CUSTOM_TEMPLATES)} "
             "(add one to trainers.zero_shot.CUSTOM_TEMPLATES, or set TRAINER.ZSCLIP.TEMPLATES "
             "imagenet)"
@@ -69,7 +76,7 @@ def templates_for(template_set: str, dataset_name: str) -> list[str]:
         return list(IMAGENET_TEMPLATES_SELECT) + extra
     if template_set == "imagenet":
         return list(IMAGENET_TEMPLATES)
-    raise ValueError(
+    raise InvalidInputError(
         f"TRAINER.ZSCLIP.TEMPLATES must be one of {list(TEMPLATE_SETS)}, got {template_set!r}"
     )
 

@@ -26,7 +26,7 @@ __all__ = ["CUSTOM_TEMPLATES", "ZeroshotCLIP", "ZeroshotCLIP2", "template_for"]
 logger = get_logger(__name__)
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class ZeroshotCLIP(TrainerX):
     """Frozen CLIP scored against template-ensemble text features of the class names."""
 
@@ -90,7 +90,7 @@ class ZeroshotCLIP(TrainerX):
         raise RuntimeError("ZeroshotCLIP has nothing to train; run it with --eval-only")
 
 
-@TRAINER_REGISTRY.register()
+@TRAINER_REGISTRY.register(builtin=True)
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling: CoOp's 7 selected ImageNet templates (+ the dataset's own)."""
 

@@ -2,7 +2,7 @@
 
 Accuracies are in percent: ``base``, ``new``, ``hm`` (base-to-novel), ``accuracy`` (all
 classes; for per-domain runs the mean over domains, with ``domains`` mapping each target domain
-to its accuracy), plus ``epoch``, ``seed``, ``dataset``, ``trainer`` and ``config_hash``.
+to its accuracy and ``target_domains`` listing them in config order), plus ``epoch``, ``seed``, ``dataset``, ``trainer`` and ``config_hash``.
 ``config_hash`` is the SHA-256 of the merged config dump with the run-specific keys
 :data:`HASH_EXCLUDED_KEYS` removed (output/resume paths, the seed, the data root, worker count
 and verbosity), so that seeds and machines of one setting share a hash. Written atomically,
@@ -64,6 +64,8 @@ def harmonic_mean(a: float, b: float) -> float:
 
 
 def _rounded(value: Any) -> Any:
+    if isinstance(value, (list, tuple, str)):  # e.g. target_domains (names, in config order)
+        return list(value) if not isinstance(value, str) else value
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     return round(float(value), 4)

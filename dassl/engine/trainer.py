@@ -786,6 +786,7 @@ class SimpleTrainer(TrainerBase):
             )
         elif protocol == "domains":
             metrics = {"accuracy": sum(accs.values()) / max(len(accs), 1), "domains": accs}
+            metrics["target_domains"] = list(accs)  # the json's keys are sorted; keep the order
             table = ", ".join(f"{k} {v:.2f}%" for k, v in accs.items())
             logger.info(f"=> per domain: {table}; mean {metrics['accuracy']:.2f}%")
         else:

@@ -1,4 +1,3 @@
-import os.path as osp
 from collections import OrderedDict
 
 import torch
@@ -10,7 +9,7 @@ from clip import clip
 from clip.simple_tokenizer import SimpleTokenizer as _Tokenizer
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint, load_pretrained_weights
+from dassl.utils import load_pretrained_weights
 
 _tokenizer = _Tokenizer()
 
@@ -194,25 +193,3 @@ class CoCoOp(TrainerX):
         input = input.to(self.device)
         label = label.to(self.device)
         return input, label
-
-    def load_model(self, directory, epoch=None):
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
-        names = self.get_model_names()
-        model_file = "model-best.pth.tar"
-        if epoch is not None:
-            model_file = "model.pth.tar-" + str(epoch)
-        for name in names:
-            model_path = osp.join(directory, name, model_file)
-            if not osp.exists(model_path):
-                raise FileNotFoundError(f'Model not found at "{model_path}"')
-            checkpoint = load_checkpoint(model_path)
-            state_dict = checkpoint["state_dict"]
-            epoch = checkpoint["epoch"]
-            if "token_prefix" in state_dict:
-                del state_dict["token_prefix"]
-            if "token_suffix" in state_dict:
-                del state_dict["token_suffix"]
-            print(f'Loading weights to {name} from "{model_path}" (epoch = {epoch})')
-            self._models[name].load_state_dict(state_dict, strict=False)
