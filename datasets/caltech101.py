@@ -17,7 +17,7 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class Caltech101(CoOpDataset):
     """``caltech-101/101_ObjectCategories/<class>/`` + ``split_zhou_Caltech101.json``.
 

@@ -2,7 +2,8 @@
 
 PACS, VLCS, ImageCLEF-DA, VisDA-2017 and the toy world's ToyShapesDG follow Dassl's protocol:
 ``DATASET.SOURCE_DOMAINS`` give ``train_x`` (their train split) and ``val`` (their held-out
-split); ``DATASET.TARGET_DOMAINS`` give ``test``. A Datum's ``domain`` is the index of its domain
+split, where the dataset has one); ``DATASET.TARGET_DOMAINS`` give ``test`` (and, for a
+domain-adaptation dataset such as VisDA17, ``train_u``). A Datum's ``domain`` is the index of its domain
 in that list (Dassl's convention), so ``test_domains[item.domain]`` names a test image's domain.
 
 These datasets have no base/new protocol: every class is used. For the trainers of this
@@ -56,6 +57,10 @@ class DomainDataset(DatasetBase):
     domains: list[str] = []
     #: split names read for (train, val, test); a subclass maps them to its files
     splits = ("train", "val", "test")
+    #: read a held-out split of the source domains as ``val`` (Dassl's VisDA17 has none)
+    has_val = True
+    #: also give the target domains' images as unlabelled ``train_u`` (Dassl's VisDA17)
+    target_as_train_u = False
     #: heading anchor in docs/DATASETS.md; default: the class name lower-cased
     docs_anchor: str | None = None
 
@@ -78,21 +83,27 @@ class DomainDataset(DatasetBase):
             )
         source = list(cfg.DATASET.SOURCE_DOMAINS)
         target = list(cfg.DATASET.TARGET_DOMAINS)
-        try:
-            self.check_input_domains(source, target)
-        except ValueError as err:
-            raise ValueError(
-                f"{type(self).__name__}: {err} (DATASET.SOURCE_DOMAINS / DATASET.TARGET_DOMAINS; "
-                f"valid domains: {self.domains})"
-            ) from None
+        self._check_domains("SOURCE_DOMAINS", source)
+        self._check_domains("TARGET_DOMAINS", target)
         train = self._read(source, "train")
-        val = self._read(source, "val")
+        val = self._read(source, "val") if self.has_val else []
         test = self._read(target, "test")
         self.test_domains = target
         self.full_splits = {"train": train, "val": val, "test": test}
         self.all_classnames = class_info(self.full_splits.values())
         self.base_classes, self.new_classes = base_new_ranges(len(self.all_classnames))
-        super().__init__(train_x=train, val=val, test=test)
+        train_u = list(test) if self.target_as_train_u else None
+        super().__init__(train_x=train, train_u=train_u, val=val or None, test=test)
+
+    def _check_domains(self, key: str, names: list[str]) -> None:
+        """Dassl's check (exact, case-sensitive names), with the config key in the message."""
+        unknown = [d for d in names if d not in self.domains]
+        if not names or unknown:
+            problem = f"has unknown domain(s) {unknown}" if names else "is empty"
+            raise ValueError(
+                f"{type(self).__name__}: DATASET.{key} {problem}; valid domains (exact, "
+                f"lower case, as in Dassl): {self.domains}"
+            )
 
     @property
     def _anchor(self) -> str:

@@ -7,7 +7,7 @@ from dassl.data.datasets import DATASET_REGISTRY
 from .coop_base import CoOpDataset, read_and_split_data
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class DescribableTextures(CoOpDataset):
     """``dtd/images/<class>/`` + ``split_zhou_DescribableTextures.json``.
 

@@ -21,7 +21,7 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class EuroSAT(CoOpDataset):
     """``eurosat/2750/<Class>/`` + ``split_zhou_EuroSAT.json``.
 

@@ -9,7 +9,7 @@ from dassl.data.datasets import DATASET_REGISTRY, Datum
 from .coop_base import CoOpDataset, DatasetLayoutError, make_datum
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class FGVCAircraft(CoOpDataset):
     """``fgvc_aircraft/`` = the ``data/`` folder of fgvc-aircraft-2013b.
 

@@ -30,7 +30,7 @@ IMAGECLEF_CLASSNAMES = [
 ]  # fmt: skip
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ImageCLEFDA(DomainDataset):
     """ImageCLEF-DA: b (Bing), c (Caltech), i (ImageNet), p (Pascal); 12 classes."""
 

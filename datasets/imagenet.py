@@ -52,7 +52,7 @@ def _classname_of(classnames: dict[str, str], folder: str, text_file: str) -> st
     return classnames[folder]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ImageNet(CoOpDataset):
     """``imagenet/images/{train,val}/<wnid>/`` + ``classnames.txt`` (CLIP's class names).
 

@@ -9,7 +9,7 @@ from .imagenet import ImageNetSortedFolders
 TO_BE_IGNORED = ["README.txt"]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ImageNetA(ImageNetSortedFolders):
     """``imagenet-adversarial/imagenet-a/<wnid>/`` + ``classnames.txt``; labels 0..199 over
     the sorted wnids."""

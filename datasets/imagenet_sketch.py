@@ -7,7 +7,7 @@ from dassl.data.datasets import DATASET_REGISTRY
 from .imagenet import ImageNetSortedFolders
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ImageNetSketch(ImageNetSortedFolders):
     """``imagenet-sketch/images/<wnid>/`` + ``classnames.txt``; labels = sorted wnids."""
 

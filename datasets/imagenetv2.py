@@ -10,7 +10,7 @@ from .coop_base import DatasetLayoutError
 from .imagenet import ImageNetTestOnly, _class_folder_items
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ImageNetV2(ImageNetTestOnly):
     """``imagenetv2/imagenetv2-matched-frequency-format-val/<0..999>/`` + ``classnames.txt``.
 

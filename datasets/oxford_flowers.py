@@ -15,7 +15,7 @@ from .coop_base import CoOpDataset, DatasetLayoutError, load_mat, make_datum
 logger = get_logger(__name__)
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class OxfordFlowers(CoOpDataset):
     """``oxford_flowers/jpg/`` + ``split_zhou_OxfordFlowers.json``.
 

@@ -17,7 +17,7 @@ from .coop_base import (
 )
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class OxfordPets(CoOpDataset):
     """``oxford_pets/{images,annotations}`` + ``split_zhou_OxfordPets.json``.
 

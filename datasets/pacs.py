@@ -22,7 +22,7 @@ from .domain_base import DomainDataset, read_list_file
 __all__ = ["PACS"]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class PACS(DomainDataset):
     """PACS: art_painting, cartoon, photo, sketch; dog ... person (7 classes)."""
 

@@ -17,7 +17,7 @@ def year_first(classname: str) -> str:
     return " ".join(names)
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class StanfordCars(CoOpDataset):
     """``stanford_cars/{cars_train,cars_test}/`` + ``split_zhou_StanfordCars.json``.
 

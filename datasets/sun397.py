@@ -15,7 +15,7 @@ def scene_name(class_path: str) -> str:
     return " ".join(class_path.split("/")[1:][::-1])
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class SUN397(CoOpDataset):
     """``sun397/SUN397/<letter>/<class>[/<sub>]/`` + ``split_zhou_SUN397.json``.
 

@@ -195,7 +195,7 @@ def generate_toy_shapes(
     return dataset_dir
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ToyShapes(CoOpDataset):
     """The toy world's downstream domain; generated under the data root on first use.
 

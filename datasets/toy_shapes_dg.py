@@ -138,7 +138,7 @@ def generate_toy_shapes_dg(
     return dataset_dir
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class ToyShapesDG(DomainDataset):
     """The toy world's four domains; generated under the data root on first use.
 

@@ -15,7 +15,7 @@ def underscore_action(action: str) -> str:
     return "_".join(re.findall("[A-Z][^A-Z]*", action))
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class UCF101(CoOpDataset):
     """``ucf101/UCF-101-midframes/<Action_Name>/<clip>.jpg`` + ``split_zhou_UCF101.json``.
 

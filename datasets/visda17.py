@@ -9,8 +9,11 @@
         validation/<class>/<file>
 
 Labels are 0-based and the class name is the first path component (Dassl's rule). Domain
-``synthetic`` reads ``train/``, ``real`` reads ``validation/``; a domain gives the same images for
-train, val and test (the challenge has no per-domain split).
+``synthetic`` reads ``train/``, ``real`` reads ``validation/`` (``test/`` has no labels and is not
+read). As in Dassl's VisDA17 there is no ``val`` split, and the target images are also given
+unlabelled as ``train_u``; with Dassl's only protocol (synthetic -> real) the splits are Dassl's:
+``train_x`` = synthetic, ``train_u`` = ``test`` = real, every Datum's domain 0. Unlike Dassl,
+which ignores the configured domains, other choices (e.g. real -> synthetic) are honoured.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from .domain_base import DomainDataset, read_list_file
 __all__ = ["VisDA17"]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class VisDA17(DomainDataset):
     """VisDA-2017: synthetic (train/) and real (validation/)."""
 
     dataset_dir = "visda17"
     domains = ["synthetic", "real"]
     _folders = {"synthetic": "train", "real": "validation"}
+    has_val = False
+    target_as_train_u = True
 
     def read_domain(self, domain: str, split: str) -> list[tuple[str, int, str]]:
         folder = os.path.join(self.dataset_dir, self._folders[domain])

@@ -28,7 +28,7 @@ __all__ = ["VLCS", "VLCS_CLASSNAMES"]
 VLCS_CLASSNAMES = ["bird", "car", "chair", "dog", "person"]
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(builtin=True)
 class VLCS(DomainDataset):
     """VLCS: caltech, labelme, pascal, sun; bird, car, chair, dog, person."""
 

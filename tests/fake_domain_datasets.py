@@ -81,7 +81,7 @@ def make_visda17(root: str) -> dict:
             os.path.join(d, folder, "image_list.txt"),
             [f"{r[len(folder) + 1 :]} {y}" for r, y in items],
         )
-        expected[domain] = {"train": items, "val": items, "test": items}
+        expected[domain] = {"train": items, "val": [], "test": items}  # Dassl: no val
     return {"name": "VisDA17", "dir": d, "classnames": classes, "domains": expected}
 
 

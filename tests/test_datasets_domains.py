@@ -33,7 +33,7 @@ def test_domain_layouts_load_with_source_and_target_domains(tmp_path, name):
     ds = build_dataset(_cfg(tmp_path, name, source, target))
     exp = fake["domains"]
     assert _rel(ds.train_x, fake["dir"]) == sorted(exp[source[0]]["train"])
-    assert _rel(ds.val, fake["dir"]) == sorted(exp[source[0]]["val"])
+    assert _rel(ds.val or [], fake["dir"]) == sorted(exp[source[0]]["val"])
     assert ds.test_domains == target
     # Dassl's convention: a test item's domain is its index in TARGET_DOMAINS
     for index, dname in enumerate(target):

@@ -23,11 +23,12 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory, toy_world):
-    """The upstream files registered under their upstream names (ours restored afterwards)."""
+    """The upstream files registered under their upstream names, taking them from our built-in
+    trainers as a dropped-in file does (the registry is restored afterwards)."""
     base = tmp_path_factory.mktemp("upstream_files")
     with pytest.MonkeyPatch.context() as mp:
-        for name in CONFIGS:
-            mp.delitem(TRAINER_REGISTRY._obj_map, name)
+        mp.setattr(TRAINER_REGISTRY, "_obj_map", dict(TRAINER_REGISTRY._obj_map))
+        mp.setattr(TRAINER_REGISTRY, "_builtin", set(TRAINER_REGISTRY._builtin))
         for file in FILES:
             path = os.path.join(ROOT, "tests", "upstream_trainers", file)
             spec = importlib.util.spec_from_file_location(f"upstream_{file[:-3]}", path)

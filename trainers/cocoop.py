@@ -24,6 +24,7 @@ from torch import nn
 from dassl.data.data_manager import build_data_loader
 from dassl.engine import TRAINER_REGISTRY
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import PromptedCLIP, VLPromptLearner, l2_normalize
 from .prompt_trainer import PromptTrainer
 from .zero_shot import build_zero_shot_classifier
@@ -114,7 +115,7 @@ class CoCoOp(PromptTrainer):
     """Conditional context optimization, cross-entropy."""
 
     node_name = "COCOOP"
-    config_defaults = {"TRAINER.COCOOP": {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}}
+    config_defaults = {"TRAINER.COCOOP": UPSTREAM_NODES["TRAINER.COCOOP"]}
 
     def build_prompted_model(self, classnames: Sequence[str]) -> CoCoOpCLIP:
         node = self.node

@@ -19,6 +19,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import InvalidInputError
 from dassl.utils.logger import get_logger
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import PromptedCLIP, VLPromptLearner
 from .prompt_trainer import PromptTrainer
 
@@ -129,15 +130,7 @@ class CoOp(PromptTrainer):
 
     node_name = "COOP"
 
-    config_defaults = {
-        "TRAINER.COOP": {
-            "N_CTX": 16,
-            "CSC": False,
-            "CTX_INIT": "",
-            "PREC": "fp16",
-            "CLASS_TOKEN_POSITION": "end",
-        }
-    }
+    config_defaults = {"TRAINER.COOP": UPSTREAM_NODES["TRAINER.COOP"]}
 
     def build_prompted_model(self, classnames: Sequence[str]) -> PromptedCLIP:
         node = self.cfg.TRAINER.COOP

@@ -24,6 +24,7 @@ from torch import nn
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import InvalidInputError
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import PromptedCLIP, VLPromptLearner, l2_normalize
 from .prompt_trainer import PromptTrainer
 
@@ -88,9 +89,7 @@ class MaPLe(PromptTrainer):
 
     node_name = "MAPLE"
     model_name = "MultiModalPromptLearner"
-    config_defaults = {
-        "TRAINER.MAPLE": {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9}
-    }
+    config_defaults = {"TRAINER.MAPLE": UPSTREAM_NODES["TRAINER.MAPLE"]}
 
     def build_prompted_model(self, classnames: Sequence[str]) -> MaPLeCLIP:
         node = self.node

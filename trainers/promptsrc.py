@@ -21,10 +21,10 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 from dassl.utils.logger import get_logger
 
+from .compat_config import UPSTREAM_NODES
 from .imagenet_templates import IMAGENET_TEMPLATES
 from .ivlp import IVLP
 from .prompt_learner import l2_normalize
-from .prompt_trainer import ivlp_prompt_defaults
 from .promptsrc_losses import GaussianPromptAggregator, PromptSRCLoss, gpa_weights
 from .zero_shot import build_zero_shot_classifier
 
@@ -38,15 +38,7 @@ class PromptSRC(IVLP):
     """IVLP prompts + PromptSRC's consistency losses + GPA."""
 
     node_name = "PROMPTSRC"
-    config_defaults = {
-        "TRAINER.PROMPTSRC": {
-            **ivlp_prompt_defaults(n_ctx=4),
-            "TEXT_LOSS_WEIGHT": 25,
-            "IMAGE_LOSS_WEIGHT": 10,
-            "GPA_MEAN": 15,
-            "GPA_STD": 1,
-        }
-    }
+    config_defaults = {"TRAINER.PROMPTSRC": UPSTREAM_NODES["TRAINER.PROMPTSRC"]}
 
     def build_model(self) -> None:
         super().build_model()

@@ -13,6 +13,7 @@ from typing import Any
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import InvalidInputError
 
+from .compat_config import UPSTREAM_NODES
 from .prompt_learner import FixedPromptLearner, PromptedCLIP
 from .prompt_trainer import PromptTrainer
 
@@ -24,14 +25,7 @@ class VPT(PromptTrainer):
     """Vision prompts + hand-written text prompts, cross-entropy."""
 
     node_name = "VPT"
-    config_defaults = {
-        "TRAINER.VPT": {
-            "N_CTX_VISION": 2,
-            "CTX_INIT": "a photo of a",
-            "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 1,
-        }
-    }
+    config_defaults = {"TRAINER.VPT": UPSTREAM_NODES["TRAINER.VPT"]}
 
     def check_cfg(self, cfg: Any) -> None:
         if cfg.TRAINER.VPT.PROMPT_DEPTH_VISION < 1 or cfg.TRAINER.VPT.N_CTX_VISION < 1:
