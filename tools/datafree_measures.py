@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
     p.add_argument("--grid", default="", help="PNG grid of all strategies (classes x samples)")
     p.add_argument("--grid-classes", type=int, default=12, help="classes shown in the grid")
+    p.add_argument("--grid-scale", type=int, default=2, help="pixel upscaling of the grid tiles")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-cuda", action="store_true")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every strategy")
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with atomic_write(os.path.join(args.output_dir, "measures.json")) as f:
         json.dump(out, f, indent=1)
     if args.grid:
-        write_grid(args.grid, folders, max_classes=args.grid_classes)
+        write_grid(args.grid, folders, max_classes=args.grid_classes, scale=args.grid_scale)
         logger.info("Grid written to %s", args.grid)
     return 0
 
