@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from dassl.config import to_plain
 from dassl.engine import distributed as dist_utils
 from dassl.utils import InputFileNotFoundError, InvalidInputError, read_json
 from dassl.utils.logger import get_logger
@@ -122,16 +123,8 @@ def _settings(cfg: Any, classnames: Sequence[str]) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "dataset": cfg.DATASET.NAME,
         "classnames": list(classnames),
-        "datafree": _plain(cfg.DATAFREE),
+        "datafree": to_plain(cfg.DATAFREE),
     }
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
-    return node
 
 
 def is_complete(folder: str) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "clean_cfg",
     "merge_cfg_file",
     "merge_cfg_list",
+    "to_plain",
 ]
 
 
@@ -48,6 +49,15 @@ def clean_cfg(cfg: CfgNode, trainer_name: str) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Error reporting
+
+
+def to_plain(node: Any) -> Any:
+    """A config (sub)tree as plain dicts and lists, for JSON, hashing and comparisons."""
+    if isinstance(node, dict):
+        return {k: to_plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [to_plain(v) for v in node]
+    return node
 
 
 def _flat_keys(node: CfgNode, prefix: str = "") -> list[str]:

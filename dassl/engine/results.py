@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from dassl.config import to_plain
 from dassl.utils.logger import get_logger
 
 from . import distributed as dist
@@ -36,17 +37,9 @@ HASH_EXCLUDED_KEYS = (
 )
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
-    return node
-
-
 def config_hash(cfg: Any, excluded: Sequence[str] = HASH_EXCLUDED_KEYS) -> str:
     """SHA-256 of the merged config without run-specific keys (see module docstring)."""
-    tree = _plain(cfg)
+    tree = to_plain(cfg)
     for dotted in excluded:
         *parents, leaf = dotted.split(".")
         node = tree
