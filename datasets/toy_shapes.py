@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -167,19 +168,35 @@ def generate_toy_shapes(
     if _is_complete(dataset_dir, meta):
         return dataset_dir
 
-    os.makedirs(root, exist_ok=True)
     total = len(CLASSNAMES) * (n_train + n_val + n_test)
     logger.info(f"Generating ToyShapes ({total} images, seed {seed}) in {dataset_dir}")
-    tmp_dir = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.tmp-", dir=root)
+    return publish_generated_tree(
+        dataset_dir,
+        lambda tmp_dir: _write_tree(tmp_dir, meta),
+        lambda path: _is_complete(path, meta),
+    )
+
+
+def publish_generated_tree(
+    dataset_dir: str, write: Callable[[str], None], is_complete: Callable[[str], bool]
+) -> str:
+    """Write a generated dataset with ``write(tmp_dir)`` into a temporary sibling, then rename it.
+
+    Readers never see a partial tree; a stale or half-written ``dataset_dir`` is replaced, and a
+    concurrent generator that finished first wins (its tree is accepted if complete).
+    """
+    root, name = os.path.split(dataset_dir)
+    os.makedirs(root, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     try:
-        _write_tree(tmp_dir, meta)
+        write(tmp_dir)
         if os.path.exists(dataset_dir):
-            if _is_complete(dataset_dir, meta):  # another process finished first
+            if is_complete(dataset_dir):  # another process finished first
                 return dataset_dir
-            logger.warning(f"Replacing incomplete or outdated ToyShapes directory {dataset_dir}")
-            stale = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.stale-", dir=root)
+            logger.warning(f"Replacing incomplete or outdated directory {dataset_dir}")
+            stale = tempfile.mkdtemp(prefix=f".{name}.stale-", dir=root)
             try:
-                os.rename(dataset_dir, os.path.join(stale, DATASET_DIR))
+                os.rename(dataset_dir, os.path.join(stale, name))
             except FileNotFoundError:  # a concurrent generator moved it away first
                 pass
             shutil.rmtree(stale, ignore_errors=True)
@@ -187,7 +204,7 @@ def generate_toy_shapes(
             os.rename(tmp_dir, dataset_dir)
         except OSError:
             # Lost a race with a concurrent generator: accept its tree if it is complete.
-            if not _is_complete(dataset_dir, meta):
+            if not is_complete(dataset_dir):
                 raise
     finally:
         if os.path.isdir(tmp_dir):

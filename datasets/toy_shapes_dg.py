@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -30,6 +28,7 @@ from dassl.utils import read_json, write_json
 from .domain_base import DomainDataset
 from .toy_render import CLASSNAMES
 from .toy_render_dg import DG_DOMAINS, render_domain
+from .toy_shapes import publish_generated_tree
 
 __all__ = ["ToyShapesDG", "DATASET_DIR", "generate_toy_shapes_dg", "N_TRAIN", "N_VAL", "N_TEST"]
 
@@ -111,31 +110,13 @@ def generate_toy_shapes_dg(
     meta = _meta(n_train, n_val, n_test, seed, size)
     if _is_complete(dataset_dir, meta):
         return dataset_dir
-    os.makedirs(root, exist_ok=True)
     total = len(DG_DOMAINS) * len(CLASSNAMES) * (n_train + n_val + n_test)
     logger.info(f"Generating ToyShapesDG ({total} images, seed {seed}) in {dataset_dir}")
-    tmp_dir = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.tmp-", dir=root)
-    try:
-        _write_tree(tmp_dir, meta)
-        if os.path.exists(dataset_dir):
-            if _is_complete(dataset_dir, meta):
-                return dataset_dir
-            logger.warning(f"Replacing incomplete or outdated ToyShapesDG directory {dataset_dir}")
-            stale = tempfile.mkdtemp(prefix=f".{DATASET_DIR}.stale-", dir=root)
-            try:
-                os.rename(dataset_dir, os.path.join(stale, DATASET_DIR))
-            except FileNotFoundError:
-                pass
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp_dir, dataset_dir)
-        except OSError:
-            if not _is_complete(dataset_dir, meta):
-                raise
-    finally:
-        if os.path.isdir(tmp_dir):
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    return dataset_dir
+    return publish_generated_tree(
+        dataset_dir,
+        lambda tmp_dir: _write_tree(tmp_dir, meta),
+        lambda path: _is_complete(path, meta),
+    )
 
 
 @DATASET_REGISTRY.register(builtin=True)
